@@ -1,0 +1,95 @@
+"""The ``bolt`` command line: ``bolt problem``, ``bolt run``, ``bolt bounds``, ``bolt report``.
+
+Errors in user input print one line ``bolt: error: ...`` and exit with status 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from bolt._version import __version__
+from bolt.errors import BoltError
+
+__all__ = ["main"]
+
+
+def _setup_jax():
+    os.environ.setdefault("JAX_PLATFORMS", os.environ.get("BOLT_PLATFORM", "cpu"))
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+def _cmd_problem(args) -> int:
+    from bolt.config import load_config, problem_from_config
+
+    cfg = load_config(args.config)
+    pb = problem_from_config(cfg)
+    consts = pb.constants()
+    info = {"problem": pb.describe(), **consts}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    d = info["problem"]
+    print(f"bolt {__version__} — problem")
+    print(f"  weights d = {d['dim']}, inputs p = {d['input_dim']} ({d['inputs']}), activation {d['activation']}")
+    print(f"  target {d['target']}, beta = {d['beta']:g}, tau = {d['tau']:g}, route: {consts['route']}")
+    print(f"  R0              = {consts['R0']:.6g}")
+    print(f"  R(gamma_tau)    = {consts['risk_at_prior']:.6g}")
+    print(f"  L_sigma^2       = {consts['L_sigma_squared']:.6g} ({consts['L_sigma_squared_method']})")
+    print(f"  kappa           = {consts['kappa']:.6g}   (L_sigma^2 * R(gamma_tau))")
+    return 0
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="bolt",
+        description="Entropy-regularized mean-field theory of two-layer networks: "
+                    "solve for the Boltzmann fixed point mu* and check the theory.")
+    ap.add_argument("--version", action="version", version=f"bolt {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("problem", help="print a problem and its constants (R0, R(gamma_tau), L_sigma^2, kappa)")
+    p.add_argument("config", nargs="?", help="TOML config (default: the built-in default problem)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_problem)
+
+    _add_run_commands(sub)
+    return ap
+
+
+def _add_run_commands(sub) -> None:
+    """Subcommands contributed by later modules (run, bounds, report)."""
+    try:
+        from bolt import commands
+    except ImportError:  # pragma: no cover - during bootstrap
+        return
+    commands.register(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bolt`` console command; returns the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    _setup_jax()
+    try:
+        return int(args.func(args) or 0)
+    except BoltError as exc:
+        print(f"bolt: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bolt: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `bolt ... | head`
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

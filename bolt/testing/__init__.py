@@ -1,0 +1,59 @@
+"""Closed-form targets and statistical asserts shared by tests, studies and benchmarks.
+
+Tolerances are ``k`` standard errors (CLT), never tuned to a seed (STYLE.md §5).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["mean_and_se", "assert_close_z", "assert_mean_close", "gaussian_kl", "gaussian_w2_squared",
+           "loglog_slope"]
+
+
+def mean_and_se(x, axis: int = 0):
+    """Sample mean and its standard error ``std / sqrt(n)`` along ``axis`` (float64)."""
+    x = np.asarray(x, np.float64)
+    n = x.shape[axis]
+    return x.mean(axis), x.std(axis, ddof=1) / np.sqrt(n)
+
+
+def assert_close_z(estimate, expected, se, k_sigma: float = 5.0, what: str = "value"):
+    """Assert ``|estimate − expected| < k_sigma · se`` elementwise."""
+    estimate, expected, se = (np.asarray(a, np.float64) for a in (estimate, expected, se))
+    z = np.abs(estimate - expected) / np.maximum(se, 1e-300)
+    assert np.all(z < k_sigma), (f"{what}: max |z| = {np.max(z):.2f} >= {k_sigma} "
+                                 f"(estimate {estimate}, expected {expected}, se {se})")
+
+
+def assert_mean_close(draws, expected, k_sigma: float = 5.0, what: str = "mean"):
+    """Assert the sample mean of iid ``draws`` (axis 0) is within ``k_sigma`` SE of ``expected``."""
+    m, se = mean_and_se(draws)
+    assert_close_z(m, expected, se, k_sigma, what)
+
+
+def gaussian_kl(mean, cov, tau: float) -> float:
+    """KL(N(m, S) ‖ N(0, τI)) = ½[tr S/τ + |m|²/τ − d − log det(S/τ)] (MATH.md §1)."""
+    m, S = np.asarray(mean, np.float64), np.atleast_2d(np.asarray(cov, np.float64))
+    d = m.shape[0]
+    sign, logdet = np.linalg.slogdet(S / tau)
+    return 0.5 * (np.trace(S) / tau + m @ m / tau - d - logdet)
+
+
+def gaussian_w2_squared(mean, cov, tau: float) -> float:
+    """W2²(N(m, S), N(0, τI)) = |m|² + tr S + dτ − 2 sqrt(τ) tr S^{1/2} (MATH.md §1)."""
+    m, S = np.asarray(mean, np.float64), np.atleast_2d(np.asarray(cov, np.float64))
+    ev = np.clip(np.linalg.eigvalsh(S), 0.0, None)
+    return float(m @ m + np.trace(S) + m.shape[0] * tau - 2.0 * np.sqrt(tau) * np.sum(np.sqrt(ev)))
+
+
+def loglog_slope(x, y) -> tuple[float, float]:
+    """Least-squares slope of ``log y`` against ``log x`` and its standard error."""
+    lx, ly = np.log(np.asarray(x, np.float64)), np.log(np.asarray(y, np.float64))
+    A = np.stack([lx, np.ones_like(lx)], 1)
+    coef, res, *_ = np.linalg.lstsq(A, ly, rcond=None)
+    n = len(lx)
+    resid = ly - A @ coef
+    s2 = resid @ resid / max(n - 2, 1)
+    cov = s2 * np.linalg.inv(A.T @ A)
+    return float(coef[0]), float(np.sqrt(cov[0, 0]))

@@ -1,0 +1,208 @@
+"""The problem model against closed forms and Monte Carlo (MATH.md §1)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.scipy.special import erf
+
+import bolt
+from bolt.problem import (
+    GaussianInputs,
+    Linear,
+    Realizable,
+    SampleInputs,
+    Teacher,
+    arcsine_kernel,
+    arcsine_kernel_grad,
+    make_problem,
+)
+from bolt.testing import assert_close_z, mean_and_se
+
+N_MC = 400_000
+TEACHER = Teacher([[1.0, 0.0, 0.0], [0.0, 1.5, 0.0]], [1.0, -0.5])
+
+
+@pytest.fixture(scope="module")
+def X():
+    return jax.random.normal(jax.random.PRNGKey(11), (N_MC, 3))
+
+
+def _points(key, n, d=3, scale=1.0):
+    return scale * jax.random.normal(jax.random.PRNGKey(key), (n, d))
+
+
+@pytest.mark.statistical
+def test_arcsine_kernel_matches_monte_carlo(X):
+    W, V = _points(1, 4), _points(2, 3, scale=0.7)
+    samples = erf(X @ W.T)[:, :, None] * erf(X @ V.T)[:, None, :]
+    m, se = mean_and_se(samples)
+    assert_close_z(arcsine_kernel(W, V), m, se, what="K")
+
+
+def test_arcsine_gradient_matches_autodiff():
+    W, V = _points(3, 5), _points(4, 7)
+    a = jax.random.uniform(jax.random.PRNGKey(5), (7,))
+    auto = jax.grad(lambda w: jnp.sum(arcsine_kernel(w, V) @ a))(W)
+    np.testing.assert_allclose(arcsine_kernel_grad(W, V, a), auto, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.statistical
+def test_arcsine_gradient_matches_monte_carlo(X):
+    w, v = _points(6, 1)[0], _points(7, 1)[0]
+    # ∇_w E[erf(<w,X>) erf(<v,X>)] = E[(2/√π) exp(−<w,X>²) X erf(<v,X>)]
+    u = X @ w
+    samples = (2 / np.sqrt(np.pi)) * np.exp(-(u**2))[:, None] * X * erf(X @ v)[:, None]
+    m, se = mean_and_se(samples)
+    g = arcsine_kernel_grad(w[None], v[None], jnp.ones(1))[0]
+    assert_close_z(g, m, se, what="grad K")
+
+
+@pytest.mark.statistical
+def test_linear_target_ftilde_and_R0(X):
+    a = jnp.array([0.5, -1.0, 0.3])
+    pb = make_problem("erf", Linear(a), beta=1.0, tau=0.5)
+    W = _points(8, 4)
+    samples = -(X @ a)[:, None] * erf(X @ W.T)
+    m, se = mean_and_se(samples)
+    assert_close_z(pb.ftilde(W), m, se, what="linear ftilde")
+    m0, se0 = mean_and_se((X @ a) ** 2)
+    assert_close_z(pb.R0(), m0, se0, what="linear R0")
+    # gradient of the closed-form f̃ against autodiff
+    auto = jax.grad(lambda w: jnp.sum(pb.ftilde(w)))(W)
+    np.testing.assert_allclose(pb.grad_psi_field(W, pb.field(W[:1], jnp.zeros(1))), auto, atol=1e-12)
+
+
+@pytest.mark.statistical
+def test_realizable_target_ftilde_and_R0(X):
+    mean, tau = jnp.array([0.8, -0.4, 0.2]), 0.5
+    pb = make_problem("erf", Realizable(mean, nodes=8192), beta=1.0, tau=tau)
+    f = erf((X @ mean) / jnp.sqrt(1 + 2 * tau * jnp.sum(X * X, -1)))
+    np.testing.assert_allclose(pb.target_values(X[:10]), f[:10], rtol=1e-12)
+    W = _points(9, 3)
+    m, se_x = mean_and_se(-f[:, None] * erf(X @ W.T))
+    # node error: f̃ = −mean_k K(w, V_k); its SE from the spread of K over nodes
+    kv = arcsine_kernel(W, pb._nodes)
+    se_nodes = np.asarray(kv).std(1, ddof=1) / np.sqrt(kv.shape[1])
+    assert_close_z(pb.ftilde(W), m, np.hypot(se_x, se_nodes), what="realizable ftilde")
+    m0, se0 = mean_and_se(f**2)
+    # R0 from nodes is a V-statistic: its bias is at most 1/M
+    assert abs(float(pb.R0()) - m0) < 5 * se0 + 1.0 / pb._nodes.shape[0] + 5 * float(np.max(se_nodes))
+
+
+@pytest.mark.statistical
+def test_two_routes_agree_for_erf_gaussian():
+    closed = make_problem("erf", TEACHER, beta=1.0, tau=0.5)
+    n = 100_000
+    sample = make_problem("erf", TEACHER, inputs=SampleInputs(n), beta=1.0, tau=0.5, seed=3)
+    assert closed.route == "arcsine" and sample.route == "expectation"
+    P = _points(10, 64, scale=0.8)
+    W = _points(12, 5)
+    # per-input summands of the expectation route give its standard error
+    resid = sample.fhat(sample.X, P) - sample.Y
+    terms = resid[:, None] * erf(sample.X @ W.T)
+    _, se = mean_and_se(terms)
+    assert_close_z(sample.psi(W, P), closed.psi(W, P), se, what="psi routes")
+    dsig = (2 / np.sqrt(np.pi)) * jnp.exp(-((sample.X @ W.T) ** 2))  # erf'(<w, x>)
+    gterms = (resid[:, None] * dsig)[:, :, None] * sample.X[:, None, :]
+    _, gse = mean_and_se(gterms)
+    assert_close_z(sample.grad_psi(W, P), closed.grad_psi(W, P), gse, what="grad psi routes")
+
+
+def test_kernel_is_psd():
+    for key, route in ((13, "arcsine"), (14, "expectation")):
+        inputs = GaussianInputs() if route == "arcsine" else SampleInputs(2000)
+        pb = make_problem("erf", TEACHER, inputs=inputs, beta=1.0, tau=0.5)
+        W = _points(key, 150, scale=1.5)
+        ev = np.linalg.eigvalsh(np.asarray(pb.kernel(W, W)))
+        assert ev.min() > -1e-10 * ev.max()
+
+
+@pytest.mark.statistical
+def test_risk_equals_direct_monte_carlo(X):
+    pb = make_problem("erf", TEACHER, beta=1.0, tau=0.5)
+    P = _points(15, 40, scale=0.9)
+    a = jax.random.dirichlet(jax.random.PRNGKey(16), jnp.ones(40))
+    f = pb.target_values(X)
+    fhat = erf(X @ P.T) @ a
+    m, se = mean_and_se((f - fhat) ** 2)
+    assert_close_z(pb.risk(P, a), m, se, what="R(mu)")
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("n", [4, 32])
+def test_maurey_finite_width_identity_at_prior(n):
+    """E R(µ̂_N) − R(γ_τ) = (1/N)[E K(W,W) − ∫∫K dγ dγ]; here ∫∫K dγ dγ = 0 (erf is odd)."""
+    tau = 0.5
+    pb = make_problem("erf", TEACHER, beta=1.0, tau=tau)
+    reps = 4000
+    W = jnp.sqrt(tau) * jax.random.normal(jax.random.PRNGKey(17 + n), (reps, n, 3))
+    risks = jax.vmap(lambda w: pb.risk(w))(W)
+    m, se = mean_and_se(risks)
+    diag = np.mean(pb.kernel_diag(jnp.sqrt(tau) * jax.random.normal(jax.random.PRNGKey(99), (200_000, 3))))
+    excess_theory = diag / n
+    r_prior = float(pb.R0())
+    assert_close_z(m - r_prior, excess_theory, np.hypot(se, 1e-3 / n), what="Maurey excess")
+    # power: the identity without the finite-width term is rejected
+    assert abs(m - r_prior) / se > 5
+
+
+def test_chunked_and_unchunked_agree():
+    for inputs in (GaussianInputs(), SampleInputs(512)):
+        full = make_problem("erf", TEACHER, inputs=inputs, beta=1.0, tau=0.5)
+        small = make_problem("erf", TEACHER, inputs=inputs, beta=1.0, tau=0.5)
+        small.max_block = 700  # forces many blocks with ragged padding
+        P, W = _points(18, 301), _points(19, 77)
+        a = jax.random.dirichlet(jax.random.PRNGKey(20), jnp.ones(301))
+        for fn in ("psi", "grad_psi"):
+            np.testing.assert_allclose(getattr(small, fn)(W, P, a), getattr(full, fn)(W, P, a), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(small.risk(P, a), full.risk(P, a), rtol=1e-10)
+        np.testing.assert_allclose(small.interaction(P, unbiased=True), full.interaction(P, unbiased=True), rtol=1e-10)
+
+
+@pytest.mark.parametrize("inputs", [GaussianInputs(), SampleInputs(1024)])
+def test_large_n_does_not_allocate_n_by_n(inputs):
+    pb = make_problem("erf", TEACHER, inputs=inputs, beta=1.0, tau=0.5)
+    n = 20_000
+    P = jnp.zeros((n, 3))
+    fld = jax.eval_shape(lambda p: pb.field(p), P)
+    compiled = jax.jit(lambda p, f: pb.grad_psi_field(p, f)).lower(P, fld).compile()
+    mem = compiled.memory_analysis()
+    if mem is None:
+        pytest.skip("backend reports no memory analysis")
+    assert mem.temp_size_in_bytes < n * n * 8 / 20, mem.temp_size_in_bytes
+
+
+def test_custom_activation_and_callable_target():
+    act = bolt.custom_activation(lambda x, w: jnp.tanh(x @ w), "mytanh", odd=True)
+    pb = make_problem(act, bolt.CallableTarget(lambda x: jnp.sin(x[0])), dim=2, beta=1.0, tau=0.5,
+                      inputs=SampleInputs(256))
+    ref = make_problem("tanh", bolt.CallableTarget(lambda x: jnp.sin(x[0])), dim=2, beta=1.0, tau=0.5,
+                       inputs=SampleInputs(256))
+    P, W = _points(21, 10, 2), _points(22, 4, 2)
+    np.testing.assert_allclose(pb.grad_psi(W, P), ref.grad_psi(W, P), rtol=1e-10)
+    lsq, how = pb.lipschitz_sq()
+    assert how == "estimated"
+    # sup over w of E|∇σ|² for tanh is at w = 0: E|X|² over the sample
+    np.testing.assert_allclose(lsq, float(jnp.mean(jnp.sum(pb.X**2, -1))), rtol=1e-6)
+
+
+def test_constants_closed_forms():
+    pb = make_problem("erf", TEACHER, beta=1.0, tau=0.5)
+    c = pb.constants()
+    np.testing.assert_allclose(c["L_sigma_squared"], 4 * 3 / np.pi)
+    V = jnp.asarray(TEACHER.weights)
+    coef = jnp.asarray(TEACHER.coefficients)
+    np.testing.assert_allclose(c["R0"], coef @ arcsine_kernel(V, V) @ coef, rtol=1e-12)
+    assert c["risk_at_prior"] == c["R0"] and c["route"] == "arcsine"
+    np.testing.assert_allclose(c["kappa"], c["L_sigma_squared"] * c["risk_at_prior"])
+
+
+def test_public_symbols_have_docstrings():
+    import bolt.problem
+
+    for mod in (bolt, bolt.problem):
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            if callable(obj) and not name.startswith("_"):
+                assert obj.__doc__ and obj.__doc__.strip(), f"{mod.__name__}.{name} has no docstring"
