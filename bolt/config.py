@@ -168,8 +168,16 @@ def load_config(path: str | Path | None) -> dict:
 
 def problem_from_config(cfg: dict):
     """Build the :class:`~bolt.problem.Problem` described by a resolved config."""
-    from bolt.problem import (DataTarget, GaussianInputs, Linear, Realizable, SampleInputs, Teacher,
-                              load_data, make_problem)
+    from bolt.problem import (
+        DataTarget,
+        GaussianInputs,
+        Linear,
+        Realizable,
+        SampleInputs,
+        Teacher,
+        load_data,
+        make_problem,
+    )
 
     pc = cfg["problem"]
     kind = pc["inputs"]

@@ -13,8 +13,8 @@ Any callable ``σ(x, w)`` on single vectors ``x`` ``(p,)`` and ``w`` ``(d,)`` is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
