@@ -1,0 +1,140 @@
+"""``bolt run`` (the main job), ``bolt bounds`` and ``bolt report``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bolt.errors import ResultsError
+
+__all__ = ["register", "run_config", "PICARD_KEYS", "MFLD_KEYS"]
+
+PICARD_KEYS = ("particles", "chains", "damping", "tolerance", "max_iterations", "min_iterations", "warmup",
+               "inner_steps", "step_size", "adapt", "kernel", "buffer")
+MFLD_KEYS = ("particles", "step_size", "horizon", "tolerance")
+
+
+def _versions() -> dict:
+    import jax
+    import numpyro
+
+    from bolt._version import __version__
+
+    return {"bolt": __version__, "jax": jax.__version__, "numpyro": numpyro.__version__}
+
+
+def solver_settings(cfg: dict) -> dict:
+    """The solver keyword arguments for the configured method."""
+    s = cfg["solver"]
+    m = s["method"]
+    if m.startswith("picard"):
+        return {k: s[k] for k in PICARD_KEYS}
+    if m == "mfld":
+        return {k: s[k] for k in MFLD_KEYS}
+    return {"grid_points": s["grid_points"], "damping": s["damping"]}
+
+
+def run_config(cfg: dict, out: str | Path, *, resume: bool = False, quiet: bool = False) -> dict:
+    """Solve a resolved config and write ``config.toml``, ``summary.json``, ``results.nc`` into ``out``.
+
+    A checkpoint (``checkpoint.npz``) is written atomically after every completed iteration;
+    ``resume=True`` continues from it with the run directory's own ``config.toml``.
+    """
+    import jax
+
+    from bolt.config import dump_toml, load_config, problem_from_config
+    from bolt.estimators.summary import summarize
+    from bolt.io import atomic_write_text, load_checkpoint, save_checkpoint, save_results, to_inference_data, \
+        write_json
+    from bolt.solve import solve
+
+    out = Path(out)
+    ck = None
+    if resume:
+        if not (out / "config.toml").is_file():
+            raise ResultsError(f"resume: {out} has no config.toml (not a bolt run directory)")
+        cfg = load_config(out / "config.toml")
+        if (out / "summary.json").is_file() and not (out / "checkpoint.npz").is_file():
+            raise ResultsError(f"resume: the run in {out} is already complete")
+        if cfg["solver"]["method"] != "grid":
+            ck = load_checkpoint(out / "checkpoint.npz")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.toml", dump_toml(cfg))
+        (out / "checkpoint.npz").unlink(missing_ok=True)
+    problem = problem_from_config(cfg)
+    s = cfg["solver"]
+    kwargs = solver_settings(cfg)
+    if s["method"] != "grid":
+        kwargs.update(checkpoint=ck, on_iteration=lambda k, data: save_checkpoint(out / "checkpoint.npz", data),
+                      progress_bar=(not quiet) and sys.stderr.isatty())
+    result = solve(problem, s["method"], seed=s["seed"], **kwargs)
+    summary = summarize(jax.random.fold_in(jax.random.PRNGKey(s["seed"]), 7), problem, result,
+                        logz_samples=s["logz_samples"])
+    summary.update(seed=s["seed"], versions=_versions(), problem=problem.describe(),
+                   constants=problem.constants(), compilations=list(result.compilations))
+    save_results(out / "results.nc", to_inference_data(result, problem))
+    write_json(out / "summary.json", summary)
+    if cfg["output"]["bounds"]:
+        try:
+            from bolt.bounds import evaluate_run
+        except ImportError:
+            evaluate_run = None
+        if evaluate_run is not None:
+            evaluate_run(out, problem=problem, result=result, summary=summary)
+    if cfg["output"]["report"]:
+        try:
+            from bolt.diagnostics.report import write_report
+        except ImportError:
+            write_report = None
+        if write_report is not None:
+            write_report(out)
+    (out / "checkpoint.npz").unlink(missing_ok=True)
+    return summary
+
+
+def print_summary(summary: dict, out: Path) -> None:
+    """A human-readable table of a run's headline numbers."""
+    conv = "yes" if summary["converged"] else "NO (iteration cap reached; see residual)"
+    rows = [
+        ("solver", summary["solver"]), ("converged", conv), ("iterations", summary["iterations"]),
+        ("residual", f"{summary['residual']:.4g}"),
+        ("risk R(mu*)", f"{summary['risk']:.5g} ± {summary['risk_se']:.2g}"),
+        ("KL(mu*|gamma)", f"{summary['kl']:.5g} ± {summary['kl_se']:.2g}"),
+        ("log Z", f"{summary['log_z']:.5g} ± {summary['log_z_se']:.2g} ({summary['log_z_estimator']})"),
+        ("free energy F", f"{summary['free_energy']:.5g} ± {summary['free_energy_se']:.2g}"),
+        ("W2^2(mu*, gamma)", f"{summary['w2_squared_to_prior']:.4g} ({summary['w2_estimator']})"),
+        ("mean", "[" + ", ".join(f"{x:.4g}" for x in summary["mean"]) + "]"),
+        ("seed", summary["seed"]),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"bolt run — results in {out}")
+    for name, val in rows:
+        print(f"  {name:<{width}}  {val}")
+
+
+def _cmd_run(args) -> int:
+    from bolt.config import load_config
+
+    if args.resume:
+        out = Path(args.resume)
+        summary = run_config(None, out, resume=True, quiet=args.quiet)
+    else:
+        cfg = load_config(args.config)
+        out = Path(args.out)
+        summary = run_config(cfg, out, quiet=args.quiet)
+    if not args.quiet:
+        print_summary(summary, out)
+    elif not summary["converged"]:
+        print(f"bolt: warning: the solve did not converge (residual {summary['residual']:.3g})", file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``run`` (and the subcommands of later modules) to the CLI."""
+    p = sub.add_parser("run", help="solve for mu* and write config.toml, summary.json, results.nc")
+    p.add_argument("config", nargs="?", help="TOML config (default: the built-in default problem)")
+    p.add_argument("--out", default="bolt-run", help="output directory (default: ./bolt-run)")
+    p.add_argument("--resume", metavar="DIR", help="continue an interrupted run in DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or table")
+    p.set_defaults(func=_cmd_run)

@@ -1,0 +1,206 @@
+"""Damped Picard iteration µ_{k+1} = (1 − α) µ_k + α Γ(µ_k) with a NumPyro inner sampler.
+
+Γ(µ_k) ∝ exp(−|w|²/(2τ) − (β/τ) Ψ(w; µ_k)) is sampled by NUTS (``picard-nuts``) or by
+:class:`~bolt.gibbs.mala.MALA` (``picard-mala``; ULA as an option) with several vectorised chains.
+µ_k enters the NumPyro model as *data* (its :class:`~bolt.problem.Field`, fixed shape) and the
+``MCMC`` object is built with ``jit_model_args=True``, so the sampler compiles once for the whole
+solve. Chains are warm-started: iteration 0 runs warmup from γ_τ draws; later iterations continue
+from the previous chains' last state (positions, step size, mass matrix).
+
+Stopping: the residual is the kernel Stein discrepancy of the new draws against the score of their
+own Gibbs measure, ``s(w) = −w/τ − (β/τ)∇Ψ(w; µ̂)`` (MATH.md §2); the trace also records the sliced
+W2 between successive draws, the risk, KL and free energy.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from numpyro.infer import MCMC, NUTS
+
+from bolt.errors import BoltError
+from bolt.estimators.ksd import ksd
+from bolt.estimators.logz import log_z_monte_carlo
+from bolt.gibbs._progress import count_compilations, progress
+from bolt.gibbs.mala import MALA
+from bolt.gibbs.result import SolveResult
+from bolt.problem.model import Field, Problem
+from bolt.transport.w2 import w2_sliced
+
+__all__ = ["solve_picard", "gibbs_model"]
+
+TRACE_KEYS = ("residual", "w2_successive", "risk", "kl", "log_z", "free_energy", "accept_prob")
+
+
+def gibbs_model(problem: Problem):
+    """The NumPyro model of Γ(µ): prior ``N(0, τI)`` and factor ``−(β/τ) Ψ(w; µ)``; µ is an argument.
+
+    Call as ``model(field, scale)`` where ``scale = [sqrt(τ), β/τ]`` (traced, so β and τ may change
+    without recompiling).
+    """
+    d = problem.d
+
+    def model(fld: Field, scale):
+        w = numpyro.sample("w", dist.Normal(jnp.zeros(d), scale[0]).to_event(1))
+        numpyro.factor("psi", -scale[1] * problem.psi_field(w[None, :], fld)[0])
+
+    return model
+
+
+def _kernel(problem: Problem, inner: str, settings: dict):
+    model = gibbs_model(problem)
+
+    step = settings["step_size"] or (0.5 if inner == "nuts" else 0.1)
+    if inner == "nuts":
+        return NUTS(model, step_size=step, adapt_step_size=settings["adapt"], adapt_mass_matrix=settings["adapt"])
+    return MALA(model, step_size=step, adjusted=settings["kernel"] == "mala",
+                adapt_step_size=settings["adapt"], adapt_mass_matrix=settings["adapt"])
+
+
+def _initial_field(key, problem: Problem, n: int, buffer: int) -> Field:
+    prior = jnp.sqrt(problem.tau) * jax.random.normal(key, (n * (buffer if problem.route == "arcsine" else 1),
+                                                           problem.d))
+    return problem.field(prior)
+
+
+def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int = 2000, chains: int = 4,
+                 damping: float = 0.5, tolerance: float = 0.05, max_iterations: int = 30, min_iterations: int = 4,
+                 warmup: int = 500, inner_steps: int = 1, step_size: float = 0.0, adapt: bool = True,
+                 kernel: str = "mala", buffer: int = 4, logz_samples: int = 4096, checkpoint=None,
+                 on_iteration=None, progress_bar: bool | None = None, **_ignored) -> SolveResult:
+    """Solve µ* = Γ(µ*) by damped Picard iteration with a NumPyro inner sampler.
+
+    Args:
+      key: JAX PRNG key (iteration ``k`` uses ``fold_in(key, k)``, so a resumed solve repeats exactly).
+      problem: the :class:`~bolt.problem.Problem`.
+      inner: ``"nuts"`` or ``"mala"``.
+      particles: draws of Γ(µ_k) per iteration (``chains × particles/chains``).
+      chains: vectorised chains.
+      damping: α in (0, 1].
+      tolerance: stop when the mean of the last two KSD residuals falls below it (after
+        ``min_iterations``). The KSD of n exact draws is itself of order n^{-1/2}: keep the
+        tolerance above that floor.
+      max_iterations: iteration cap; ``converged`` is False when it is hit first.
+      warmup: warmup steps of the first inner run.
+      inner_steps: MCMC steps per kept draw (thinning) in every inner run.
+      step_size: initial inner step size (0: the kernel's default).
+      adapt: adapt step size and diagonal mass matrix in warmup.
+      kernel: ``"mala"`` or ``"ula"`` for ``inner="mala"``.
+      buffer: on the arcsine route µ_k is kept as the last ``buffer`` blocks of draws (see
+        :meth:`~bolt.problem.Problem.mix`).
+      logz_samples: prior draws for the per-iteration log Z (trace only).
+      checkpoint: a dict from ``on_iteration`` to resume from.
+      on_iteration: callback ``(k, checkpoint_dict)`` after each completed iteration.
+      progress_bar: show a bar (default: when stderr is a terminal).
+
+    Returns:
+      :class:`~bolt.gibbs.result.SolveResult`.
+    """
+    if inner not in ("nuts", "mala"):
+        raise BoltError(f"solver.method: unknown inner sampler {inner!r}")
+    if particles % chains:
+        raise BoltError(f"solver.particles: {particles} is not a multiple of solver.chains = {chains}")
+    settings = dict(method=f"picard-{inner}", particles=particles, chains=chains, damping=damping,
+                    tolerance=tolerance, max_iterations=max_iterations, min_iterations=min_iterations,
+                    warmup=warmup, inner_steps=inner_steps, step_size=step_size, adapt=adapt, kernel=kernel,
+                    buffer=buffer, logz_samples=logz_samples)
+    draws = particles // chains
+    mcmc = MCMC(_kernel(problem, inner, settings), num_warmup=warmup, num_samples=draws,
+                num_chains=chains, thinning=1, chain_method="vectorized", progress_bar=False,
+                jit_model_args=True)
+    if inner_steps > 1:
+        mcmc = MCMC(mcmc.sampler, num_warmup=warmup, num_samples=draws * inner_steps, num_chains=chains,
+                    thinning=inner_steps, chain_method="vectorized", progress_bar=False, jit_model_args=True)
+    scale = jnp.array([np.sqrt(problem.tau), problem.beta / problem.tau])
+    extra = (("potential_energy", "energy", "diverging", "num_steps", "accept_prob", "adapt_state.step_size")
+             if inner == "nuts" else ("potential_energy", "diverging", "accept_prob", "adapt_state.step_size"))
+
+    trace = {k: [] for k in TRACE_KEYS}
+    start_k = 0
+    prev = None
+    if checkpoint is None:
+        fld = _initial_field(jax.random.fold_in(key, 10_000_019), problem, particles, buffer)
+        init = jnp.sqrt(problem.tau) * jax.random.normal(jax.random.fold_in(key, 10_000_020), (chains, problem.d))
+    else:
+        fld = Field(*(jnp.asarray(checkpoint[f"field_{n}"]) for n in Field._fields))
+        start_k = int(checkpoint["iteration"]) + 1
+        prev = np.asarray(checkpoint["samples"])
+        trace = {k: list(np.asarray(checkpoint[f"trace_{k}"])) for k in TRACE_KEYS}
+        template = mcmc.sampler.init(jax.random.split(key, chains), warmup, {"w": jnp.zeros((chains, problem.d))},
+                                     (fld, scale), {})
+        leaves = [jnp.asarray(checkpoint[f"mcmc_{i}"]) for i in range(int(checkpoint["mcmc_leaves"]))]
+        mcmc.post_warmup_state = jax.tree.unflatten(jax.tree.structure(template), leaves)
+        init = None
+
+    bar = progress(max_iterations, f"picard-{inner}", progress_bar)
+    bar.update(start_k)
+    converged = False
+    t0 = time.time()
+    k = start_k - 1
+    compiles = []
+    for k in range(start_k, max_iterations):
+        kk = jax.random.fold_in(key, k)
+        with count_compilations() as n_compiled:
+            if mcmc.post_warmup_state is None:
+                mcmc.run(kk, fld, scale, init_params={"w": init}, extra_fields=extra)
+            else:
+                mcmc.run(kk, fld, scale, extra_fields=extra)
+        compiles.append(n_compiled[0])
+        mcmc.post_warmup_state = mcmc.last_state
+        chain_draws = np.asarray(mcmc.get_samples(group_by_chain=True)["w"])
+        samples = chain_draws.reshape(-1, problem.d)
+        stats = {name: np.asarray(v) for name, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+
+        # diagnostics of the new draws as a candidate µ̂ (before mixing)
+        new = problem.field(jnp.asarray(samples))
+        sub = samples[:: max(1, len(samples) // 1000)]
+        residual = float(ksd(sub, problem.score(jnp.asarray(sub), new)))
+        lz = log_z_monte_carlo(jax.random.fold_in(kk, 1), problem, fld, logz_samples)
+        kl = float(-(problem.beta / problem.tau) * jnp.mean(problem.psi_field(jnp.asarray(samples), fld)) - lz.value)
+        risk = float(problem.risk(jnp.asarray(samples), unbiased=True))
+        trace["residual"].append(residual)
+        trace["w2_successive"].append(np.nan if prev is None else w2_sliced(samples, prev, n_projections=50).w2)
+        trace["risk"].append(risk)
+        trace["kl"].append(kl)
+        trace["log_z"].append(lz.value)
+        trace["free_energy"].append(float(problem.free_energy(risk, kl)))
+        trace["accept_prob"].append(float(np.mean(stats["accept_prob"])))
+        prev = samples
+        last_field = fld
+        fld = problem.mix(fld, new, damping) if damping < 1.0 or problem.route == "expectation" else _replace_all(
+            fld, new, problem)
+        bar.update(1)
+        bar.set_postfix(residual=f"{residual:.3g}")
+        if on_iteration is not None:
+            ck = {"iteration": k, "samples": samples, "mcmc_leaves": 0}
+            ck.update({f"field_{n}": np.asarray(getattr(fld, n)) for n in Field._fields})
+            ck.update({f"trace_{n}": np.asarray(v, np.float64) for n, v in trace.items()})
+            leaves = jax.tree.leaves(mcmc.last_state)
+            ck["mcmc_leaves"] = len(leaves)
+            ck.update({f"mcmc_{i}": np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+                                               else x) for i, x in enumerate(leaves)})
+            on_iteration(k, ck)
+        # the KSD of finitely many draws is noisy (~ n^{-1/2}): average the last two residuals
+        if k + 1 >= max(min_iterations, 2) and np.mean(trace["residual"][-2:]) < tolerance:
+            converged = True
+            break
+    bar.close()
+    if k < start_k:  # resumed a finished solve: nothing new ran
+        raise BoltError("resume: the checkpoint is already at the iteration cap")
+    settings["runtime_s"] = time.time() - t0
+    return SolveResult(
+        method=f"picard-{inner}", particles=samples, weights=np.full(len(samples), 1.0 / len(samples)),
+        field=last_field, converged=converged, iterations=k + 1,
+        trace={n: np.asarray(v, np.float64) for n, v in trace.items()}, settings=settings,
+        chains=chain_draws, sample_stats=stats, compilations=compiles)
+
+
+def _replace_all(old: Field, new: Field, problem: Problem) -> Field:
+    """Undamped (α = 1) update on the arcsine route: the buffer is refilled with the newest draws."""
+    reps = old.particles.shape[0] // new.particles.shape[0]
+    return Field(jnp.tile(new.particles, (reps, 1)), jnp.tile(new.weights, reps) / reps, old.fhat)

@@ -1,0 +1,171 @@
+"""Run directories: atomic writes, ``results.nc`` (ArviZ InferenceData), checkpoints, ``summary.json``.
+
+Every file is written to a temporary name in the same directory and renamed into place, so an
+interruption never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bolt.errors import ResultsError
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "save_checkpoint", "load_checkpoint",
+           "to_inference_data", "save_results", "load_results", "load_summary"]
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write text atomically."""
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Write JSON atomically (NaN written as null)."""
+
+    def clean(x):
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        if isinstance(x, (np.floating, float)):
+            return None if not np.isfinite(x) else float(x)
+        if isinstance(x, np.integer):
+            return int(x)
+        if isinstance(x, np.bool_):
+            return bool(x)
+        if isinstance(x, np.ndarray):
+            return clean(x.tolist())
+        return x
+
+    atomic_write_text(path, json.dumps(clean(obj), indent=2) + "\n")
+
+
+def save_checkpoint(path: str | Path, data: dict) -> None:
+    """Save a solver checkpoint (a dict of arrays) atomically as ``.npz``."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in data.items()})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint`; clear error when missing or corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"checkpoint: no checkpoint at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:  # noqa: BLE001
+        raise ResultsError(f"checkpoint: {path} is corrupt: {exc}") from None
+
+
+def to_inference_data(result, problem=None):
+    """An ArviZ ``InferenceData`` for a solve.
+
+    Groups: ``posterior`` (``w`` with dims chain, draw, w_dim: the last inner chains for Picard,
+    the particles as one chain otherwise), ``sample_stats`` (lp, diverging, energy, step_size,
+    tree_depth / acceptance_rate where the sampler has them), ``particles`` (the final weighted
+    measure, dims particle, w_dim) and ``fixed_point`` (the per-iteration trace, dim iteration).
+    """
+    import arviz as az
+    import xarray as xr
+
+    d = result.particles.shape[1]
+    coords = {"w_dim": np.arange(d)}
+    if result.chains is not None:
+        post = {"w": np.asarray(result.chains)}
+    else:
+        post = {"w": np.asarray(result.particles)[None]}
+    ss = {}
+    if result.sample_stats:
+        st = result.sample_stats
+        if "potential_energy" in st:
+            ss["lp"] = -st["potential_energy"]
+        if "diverging" in st:
+            ss["diverging"] = st["diverging"].astype(bool)
+        if "energy" in st:
+            ss["energy"] = st["energy"]
+        if "adapt_state.step_size" in st:
+            ss["step_size"] = st["adapt_state.step_size"]
+        if "num_steps" in st:
+            ss["n_steps"] = st["num_steps"]
+            ss["tree_depth"] = np.log2(st["num_steps"] + 1).astype(np.int64)
+        if "accept_prob" in st:
+            ss["acceptance_rate"] = st["accept_prob"]
+    idata = az.from_dict(posterior=post, sample_stats=ss or None, coords=coords, dims={"w": ["w_dim"]})
+    parts = xr.Dataset({"particles": (("particle", "w_dim"), np.asarray(result.particles)),
+                        "weights": (("particle",), np.asarray(result.weights))},
+                       coords={"w_dim": np.arange(d)})
+    trace = xr.Dataset({k: (("iteration",), np.asarray(v, np.float64)) for k, v in result.trace.items()
+                        if np.ndim(v) == 1 and len(v)})
+    trace.attrs.update(method=result.method, converged=int(result.converged), iterations=int(result.iterations))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # non-standard group names are intended
+        idata.add_groups({"particles": parts, "fixed_point": trace})
+    return idata
+
+
+def save_results(path: str | Path, idata) -> None:
+    """Write InferenceData to NetCDF atomically (``arviz.from_netcdf`` opens it)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        idata.to_netcdf(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_results(path: str | Path):
+    """Open ``results.nc`` as InferenceData; clear error when missing or corrupt."""
+    import arviz as az
+
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"results: no results file at {path}")
+    try:
+        idata = az.from_netcdf(path)
+        idata.load() if hasattr(idata, "load") else None
+    except Exception as exc:  # noqa: BLE001
+        raise ResultsError(f"results: {path} is not a readable NetCDF results file ({type(exc).__name__})") from None
+    for g in ("posterior", "particles", "fixed_point"):
+        if g not in idata.groups():
+            raise ResultsError(f"results: {path} lacks the group {g!r}")
+    return idata
+
+
+def load_summary(run_dir: str | Path) -> dict:
+    """Read ``summary.json`` of a run directory; clear error when missing or corrupt."""
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        raise ResultsError(f"run: no summary.json in {run_dir}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"run: {path} is corrupt: {exc}") from None
