@@ -44,8 +44,7 @@ def run_config(cfg: dict, out: str | Path, *, resume: bool = False, quiet: bool 
 
     from bolt.config import dump_toml, load_config, problem_from_config
     from bolt.estimators.summary import summarize
-    from bolt.io import atomic_write_text, load_checkpoint, save_checkpoint, save_results, to_inference_data, \
-        write_json
+    from bolt.io import atomic_write_text, load_checkpoint, save_checkpoint, save_results, to_inference_data, write_json
     from bolt.solve import solve
 
     out = Path(out)

@@ -19,6 +19,12 @@ __all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "save_checkp
            "to_inference_data", "save_results", "load_results", "load_summary"]
 
 
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, rename)."""
     path = Path(path)
@@ -28,6 +34,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -136,6 +143,7 @@ def save_results(path: str | Path, idata) -> None:
     os.close(fd)
     try:
         idata.to_netcdf(tmp)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

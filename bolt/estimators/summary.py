@@ -27,7 +27,8 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
 
     For sample-based results the particles are draws of Γ(µ_K) and Ψ is that of µ_K, so
     ``KL = −(β/τ) E Ψ − log Z`` is exact for Γ(µ_K); R uses the U-statistic (no 1/N Maurey bias)
-    with standard error ``2 sd(Ψ(w_i; µ̂)) / sqrt(ESS)`` (its influence function). Standard errors
+    with standard error ``2 sd(Ψ(w_i; µ̂)) / sqrt(ESS)`` (its influence function); F's standard
+    error comes from its own influence function ``Ψ(w; µ̂) − Ψ(w; µ_K)`` and log Z's. Standard errors
     use the bulk ESS of Ψ over chains (Picard) or the particle count (MFLD). On the grid every
     quantity is exact quadrature and its standard error is 0.
     """
@@ -43,6 +44,7 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
         e_psi, e_psi_se = float(wts @ psi), 0.0
         risk, risk_se = float(problem.risk(jnp.asarray(P), jnp.asarray(wts))), 0.0
         ess = float("inf")
+        f_infl_se = 0.0
     else:
         est = log_z(k1, problem, result.field, logz_samples)
         lz, lz_se, lz_est = est
@@ -50,8 +52,11 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
         ess = effective_sample_size(psi, chains)
         e_psi, e_psi_se = float(psi.mean()), float(psi.std(ddof=1) / np.sqrt(ess))
         risk = float(problem.risk(jnp.asarray(P), unbiased=True))
-        own = np.asarray(problem.psi(jnp.asarray(P), jnp.asarray(P)))
+        own = np.asarray(problem.psi(jnp.asarray(P), jnp.asarray(P)), np.float64)
         risk_se = float(2 * own.std(ddof=1) / np.sqrt(ess))
+        # F̂ = ½R̂ + λ KL̂ has per-draw influence Ψ(w; µ̂) − Ψ(w; µ_K): F is stationary at µ*, so
+        # the large, opposite fluctuations of R̂ and KL̂ cancel.
+        f_infl_se = float((own - psi).std(ddof=1) / np.sqrt(ess))
     kl = -bt * e_psi - lz
     kl_se = float(np.hypot(bt * e_psi_se, lz_se))
     mean = wts @ P
@@ -70,7 +75,7 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
     out.update(
         risk=risk, risk_se=risk_se, kl=float(kl), kl_se=kl_se, log_z=float(lz), log_z_se=float(lz_se),
         log_z_estimator=lz_est, free_energy=float(problem.free_energy(risk, kl)),
-        free_energy_se=float(np.hypot(0.5 * risk_se, lam * kl_se)),
+        free_energy_se=float(np.hypot(f_infl_se, lam * lz_se)),
         expected_psi=e_psi, mean=mean.tolist(), covariance=cov.tolist(),
         w2_squared_to_prior=float(w2.w2_squared), w2_estimator=w2.estimator, ess=ess,
         residual=float(result.residual), converged=bool(result.converged), iterations=int(result.iterations),

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jax import random
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.hmc_util import warmup_adapter
-from numpyro.infer.initialization import init_to_sample
+from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import initialize_model
 from numpyro.util import identity, is_prng_key
@@ -72,7 +72,7 @@ class MALA(MCMCKernel):
 
     def __init__(self, model, step_size: float = 0.1, adjusted: bool = True, adapt_step_size: bool = True,
                  adapt_mass_matrix: bool = True, target_accept_prob: float | None = None,
-                 init_strategy=init_to_sample):
+                 init_strategy=init_to_uniform):
         self._model = model
         self._step_size = float(step_size)
         self._adjusted = bool(adjusted)

@@ -25,7 +25,6 @@ from numpyro.infer import MCMC, NUTS
 
 from bolt.errors import BoltError
 from bolt.estimators.ksd import ksd
-from bolt.estimators.logz import log_z_monte_carlo
 from bolt.gibbs._progress import count_compilations, progress
 from bolt.gibbs.mala import MALA
 from bolt.gibbs.result import SolveResult
@@ -120,6 +119,24 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
     extra = (("potential_energy", "energy", "diverging", "num_steps", "accept_prob", "adapt_state.step_size")
              if inner == "nuts" else ("potential_energy", "diverging", "accept_prob", "adapt_state.step_size"))
 
+    bt = problem.beta / problem.tau
+    stride = max(1, particles // 1000)
+
+    @jax.jit
+    def diagnose(samples, fld, key):
+        """Residual, log Z (plain MC, trace only), KL, risk of the new draws, and the mixed field."""
+        new = problem.field(samples)
+        sub = samples[::stride]
+        residual = ksd(sub, problem.score(sub, new))
+        prior = jnp.sqrt(problem.tau) * jax.random.normal(key, (logz_samples, problem.d), samples.dtype)
+        ell = -bt * problem.psi_field(prior, fld)
+        lz = jax.scipy.special.logsumexp(ell) - jnp.log(logz_samples)
+        kl = -bt * jnp.mean(problem.psi_field(samples, fld)) - lz
+        risk = problem.risk(samples, unbiased=True)
+        nxt = problem.mix(fld, new, damping) if (damping < 1.0 or problem.route == "expectation") \
+            else _replace_all(fld, new)
+        return residual, lz, kl, risk, nxt
+
     trace = {k: [] for k in TRACE_KEYS}
     start_k = 0
     prev = None
@@ -156,24 +173,17 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         samples = chain_draws.reshape(-1, problem.d)
         stats = {name: np.asarray(v) for name, v in mcmc.get_extra_fields(group_by_chain=True).items()}
 
-        # diagnostics of the new draws as a candidate µ̂ (before mixing)
-        new = problem.field(jnp.asarray(samples))
-        sub = samples[:: max(1, len(samples) // 1000)]
-        residual = float(ksd(sub, problem.score(jnp.asarray(sub), new)))
-        lz = log_z_monte_carlo(jax.random.fold_in(kk, 1), problem, fld, logz_samples)
-        kl = float(-(problem.beta / problem.tau) * jnp.mean(problem.psi_field(jnp.asarray(samples), fld)) - lz.value)
-        risk = float(problem.risk(jnp.asarray(samples), unbiased=True))
+        residual, lz, kl, risk, fld_next = diagnose(jnp.asarray(samples), fld, jax.random.fold_in(kk, 1))
+        residual, lz, kl, risk = float(residual), float(lz), float(kl), float(risk)
         trace["residual"].append(residual)
         trace["w2_successive"].append(np.nan if prev is None else w2_sliced(samples, prev, n_projections=50).w2)
         trace["risk"].append(risk)
         trace["kl"].append(kl)
-        trace["log_z"].append(lz.value)
+        trace["log_z"].append(lz)
         trace["free_energy"].append(float(problem.free_energy(risk, kl)))
         trace["accept_prob"].append(float(np.mean(stats["accept_prob"])))
         prev = samples
-        last_field = fld
-        fld = problem.mix(fld, new, damping) if damping < 1.0 or problem.route == "expectation" else _replace_all(
-            fld, new, problem)
+        last_field, fld = fld, fld_next
         bar.update(1)
         bar.set_postfix(residual=f"{residual:.3g}")
         if on_iteration is not None:
@@ -200,7 +210,7 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         chains=chain_draws, sample_stats=stats, compilations=compiles)
 
 
-def _replace_all(old: Field, new: Field, problem: Problem) -> Field:
+def _replace_all(old: Field, new: Field) -> Field:
     """Undamped (α = 1) update on the arcsine route: the buffer is refilled with the newest draws."""
     reps = old.particles.shape[0] // new.particles.shape[0]
     return Field(jnp.tile(new.particles, (reps, 1)), jnp.tile(new.weights, reps) / reps, old.fhat)

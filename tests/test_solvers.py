@@ -1,0 +1,150 @@
+"""The Boltzmann fixed point: solvers agree with the exact grid solution and with each other."""
+
+import jax
+import numpy as np
+import pytest
+
+import bolt
+from bolt.estimators import log_z_monte_carlo, log_z_thermodynamic
+from bolt.estimators.summary import summarize
+from bolt.solve import solve
+from bolt.transport import w2_exact
+
+# d = 1, σ = erf, Gaussian inputs, teacher erf(1.5 x): µ* is visibly tilted away from γ_τ
+PB1 = dict(activation="erf", target=bolt.Teacher([[1.5]], [1.0]), beta=1.5, tau=0.5)
+# Tolerances: k = 5 standard errors. Each SE is the final draws' Monte Carlo error (from the ESS)
+# inflated by sqrt(2) for the noise of the field µ_K that Γ(µ_K) was built from: µ_K averages
+# at least one block of draws of the same size, so its effect on any moment is at most one more SE.
+K_SIGMA, FIELD_INFLATION = 5.0, np.sqrt(2.0)
+
+
+@pytest.fixture(scope="module")
+def pb1():
+    return bolt.make_problem(**PB1)
+
+
+@pytest.fixture(scope="module")
+def grid1(pb1):
+    res = solve(pb1, "grid", grid_points=201)
+    return res, summarize(jax.random.PRNGKey(0), pb1, res)
+
+
+def test_grid_is_exact_reference(pb1, grid1):
+    res, s = grid1
+    assert res.converged and res.residual < 1e-13
+    fine = solve(pb1, "grid", grid_points=801)
+    sf = summarize(jax.random.PRNGKey(0), pb1, fine)
+    for key in ("risk", "kl", "free_energy", "log_z"):
+        assert abs(s[key] - sf[key]) < 1e-10, key
+    np.testing.assert_allclose(s["mean"], sf["mean"], atol=1e-10)
+    # the identities of MATH.md §2 hold on the grid
+    K = float(pb1.interaction(res.particles, res.weights))
+    np.testing.assert_allclose(s["free_energy"], 0.5 * float(pb1.R0()) - 0.5 * K - pb1.lam * s["log_z"], atol=1e-9)
+    # and the fixed point is not the prior (the test has power)
+    assert s["kl"] > 0.1 and abs(s["mean"][0]) > 0.3
+
+
+def _moment_checks(s, res, grid_s, grid_res):
+    ess = s["ess"]
+    P = res.particles[:, 0]
+    var = P.var()
+    se_mean = P.std() / np.sqrt(ess) * FIELD_INFLATION
+    se_var = np.sqrt(np.mean((P - P.mean()) ** 4) - var**2) / np.sqrt(ess) * FIELD_INFLATION
+    gvar = grid_s["covariance"][0][0]
+    checks = {
+        "mean": (s["mean"][0], grid_s["mean"][0], se_mean),
+        "variance": (var, gvar, se_var),
+        "kl": (s["kl"], grid_s["kl"], s["kl_se"] * FIELD_INFLATION),
+        "risk": (s["risk"], grid_s["risk"], s["risk_se"] * FIELD_INFLATION),
+        "free_energy": (s["free_energy"], grid_s["free_energy"], s["free_energy_se"] * FIELD_INFLATION),
+    }
+    for name, (est, ref, se) in checks.items():
+        assert abs(est - ref) < K_SIGMA * se, f"{res.method} {name}: {est:.5f} vs grid {ref:.5f} (se {se:.4f})"
+    return checks
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("method", ["picard-nuts", "picard-mala", "mfld"])
+def test_stochastic_solver_matches_grid_d1(pb1, grid1, method):
+    kw = dict(particles=1000, progress_bar=False, seed=1)
+    if method.startswith("picard"):
+        kw.update(max_iterations=12, tolerance=0.08)
+    res = solve(pb1, method, **kw)
+    s = summarize(jax.random.PRNGKey(2), pb1, res)
+    checks = _moment_checks(s, res, grid1[1], grid1[0])
+    # power: the prior γ_τ (the wrong answer) is rejected by the same test
+    est, _, se = checks["mean"]
+    assert abs(est - 0.0) > K_SIGMA * se
+
+
+@pytest.mark.statistical
+def test_realizable_risk_bound(grid1):
+    mean, tau, beta = np.array([0.9]), 0.5, 1.0
+    pb = bolt.make_problem("erf", bolt.Realizable(mean), beta=beta, tau=tau)
+    res = solve(pb, "grid")
+    s = summarize(jax.random.PRNGKey(0), pb, res)
+    assert s["risk"] <= mean @ mean / beta
+    # the realizing measure N(m, τI) itself has risk ~ 0 (up to the node error of f̃)
+    nodes = mean[None, :] + np.sqrt(tau) * np.linspace(-6, 6, 2001)[:, None]
+    w = np.exp(-0.5 * np.linspace(-6, 6, 2001) ** 2)
+    assert float(pb.risk(nodes, w / w.sum())) < 1e-3
+
+
+@pytest.mark.statistical
+def test_log_z_estimators_agree_with_grid(pb1, grid1):
+    res, s = grid1
+    for est in (log_z_monte_carlo(jax.random.PRNGKey(3), pb1, res.field, 50_000),
+                log_z_thermodynamic(jax.random.PRNGKey(4), pb1, res.field, n_chains=256, n_steps=300,
+                                    burn=100)):
+        assert est.se > 0
+        assert abs(est.value - s["log_z"]) < K_SIGMA * est.se, (est, s["log_z"])
+    # power: log Z = 0 (the untilted prior) is far outside the error bars
+    assert abs(s["log_z"]) > 10 * est.se
+
+
+def test_sampler_compiles_once_per_solve(pb1):
+    res = solve(pb1, "picard-mala", particles=200, max_iterations=6, min_iterations=6, warmup=100,
+                progress_bar=False)
+    assert res.iterations == 6
+    # iteration 0 compiles warmup + sampling; iteration 1 the post-warmup phase; after that
+    # nothing but a couple of tiny host-side ops, however many iterations run
+    later = res.compilations[2:]
+    assert max(later) <= 3 and len(set(later)) == 1, res.compilations
+    assert res.compilations[0] > 20  # the counter does see the real compilations
+
+
+def test_iteration_cap_reports_not_converged(pb1, tmp_path):
+    res = solve(pb1, "picard-mala", particles=200, max_iterations=1, warmup=100, progress_bar=False)
+    assert not res.converged and res.iterations == 1
+    res = solve(pb1, "mfld", particles=200, horizon=0.2, blocks=4, tolerance=1e-6, progress_bar=False)
+    assert not res.converged
+
+
+@pytest.mark.statistical
+def test_default_problem_solvers_agree():
+    """d = 3 default problem: W2 between solvers is comparable to W2 between two runs of one solver."""
+    from bolt.config import load_config, problem_from_config
+
+    pb = problem_from_config(load_config(None))
+    common = dict(particles=1000, progress_bar=False)
+    pic = dict(max_iterations=6, tolerance=0.08, warmup=200)
+    runs = {
+        "mala-a": solve(pb, "picard-mala", seed=1, **common, **pic),
+        "mala-b": solve(pb, "picard-mala", seed=2, **common, **pic),
+        "nuts": solve(pb, "picard-nuts", seed=3, **common, **pic),
+        "mfld": solve(pb, "mfld", seed=4, **common),
+    }
+    base = w2_exact(runs["mala-a"].particles, runs["mala-b"].particles).w2
+    for name in ("nuts", "mfld"):
+        w = w2_exact(runs["mala-a"].particles, runs[name].particles).w2
+        assert w < 1.5 * base + 0.02, (name, w, base)
+    sums = {k: summarize(jax.random.PRNGKey(5), pb, r) for k, r in runs.items()}
+    for name in ("nuts", "mfld", "mala-b"):
+        a, b = sums["mala-a"], sums[name]
+        se = np.hypot(a["free_energy_se"], b["free_energy_se"]) * FIELD_INFLATION
+        assert abs(a["free_energy"] - b["free_energy"]) < K_SIGMA * se, (name, a["free_energy"], b["free_energy"], se)
+    # power: the prior (the wrong answer) fails both yardsticks
+    prior = np.sqrt(pb.tau) * np.random.default_rng(0).normal(size=runs["mala-a"].particles.shape)
+    assert w2_exact(runs["mala-a"].particles, prior).w2 > 1.5 * base + 0.02
+    f_prior = 0.5 * float(pb.risk_at_prior())  # KL(γ‖γ) = 0
+    assert abs(f_prior - sums["mala-a"]["free_energy"]) > K_SIGMA * sums["mala-a"]["free_energy_se"] * FIELD_INFLATION
