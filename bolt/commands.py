@@ -124,8 +124,32 @@ def _cmd_run(args) -> int:
         summary = run_config(cfg, out, quiet=args.quiet)
     if not args.quiet:
         print_summary(summary, out)
+        if (out / "bounds.json").is_file():
+            from bolt.bounds import Bound
+            from bolt.io import load_json
+
+            print("  bounds (MATH.md §3):")
+            print_bounds([Bound(**b) for b in load_json(out / "bounds.json")])
     elif not summary["converged"]:
         print(f"bolt: warning: the solve did not converge (residual {summary['residual']:.3g})", file=sys.stderr)
+    return 0
+
+
+def print_bounds(bounds) -> None:
+    """A table of bound checks."""
+    print(f"  {'check':<22} {'lhs':>11} {'rhs':>11} {'constant':>10}  holds")
+    for b in bounds:
+        flag = "yes" if b.holds else "NO"
+        se = "" if b.lhs_se != b.lhs_se else f" ± {b.lhs_se:.2g}"
+        print(f"  {b.name:<22} {b.lhs:>11.4g} {b.rhs:>11.4g} {b.constant:>10.4g}  {flag}{se}")
+
+
+def _cmd_bounds(args) -> int:
+    from bolt.bounds import evaluate_run
+
+    bounds = evaluate_run(args.run_dir)
+    print(f"bolt bounds — {args.run_dir}/bounds.json")
+    print_bounds(bounds)
     return 0
 
 
@@ -137,3 +161,7 @@ def register(sub) -> None:
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted run in DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bars or table")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("bounds", help="evaluate the theory's bounds for a saved run; writes RUN_DIR/bounds.json")
+    p.add_argument("run_dir", help="a directory written by bolt run")
+    p.set_defaults(func=_cmd_bounds)

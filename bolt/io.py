@@ -16,7 +16,7 @@ import numpy as np
 from bolt.errors import ResultsError
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "save_checkpoint", "load_checkpoint",
-           "to_inference_data", "save_results", "load_results", "load_summary"]
+           "to_inference_data", "save_results", "load_results", "load_summary", "load_json"]
 
 
 def _umask_mode() -> int:
@@ -166,6 +166,17 @@ def load_results(path: str | Path):
         if g not in idata.groups():
             raise ResultsError(f"results: {path} lacks the group {g!r}")
     return idata
+
+
+def load_json(path: str | Path):
+    """Read a JSON file; clear error when missing or corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"results: no file at {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"results: {path} is corrupt: {exc}") from None
 
 
 def load_summary(run_dir: str | Path) -> dict:
