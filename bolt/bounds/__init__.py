@@ -137,12 +137,14 @@ def corollary(problem, lazy: dict, risk_star: float, n: int, kappa: float, l_sig
     b, t, log_d = problem.beta, problem.tau, np.log(1 / delta)
     out = [
         _entry("corollary_a", lazy["max_displacement"], k * b + k * np.sqrt(t * (np.log(n) + log_d)), k, NAN, 0.0,
-               "max over N prior draws of |T(W_i) - W_i|", "max|T(W_i)-W_i| <= k beta + k sqrt(tau(log N + log 1/delta))"),
+               "max over N prior draws of |T(W_i) - W_i|",
+               "max|T(W_i)-W_i| <= k beta + k sqrt(tau(log N + log 1/delta))"),
         _entry("corollary_b", np.sqrt(lazy["risk_transported"]), np.sqrt(max(risk_star, 0)) + k * np.sqrt(log_d / n), k,
                NAN, 0.0, "exact risk of the transported width-N net",
                "||f - f_N(T(W))|| <= ||f - f(mu*)|| + k sqrt(log(1/delta)/N)"),
         _entry("corollary_c", lazy["function_change_sq"], k * b + k * np.sqrt(t * log_d / n), k, NAN, 0.0,
-               "exact L2(pi) norm of f_N(T(W)) - f_N(W)", "||f_N(T(W)) - f_N(W)||^2 <= k beta + k sqrt(tau log(1/delta)/N)"),
+               "exact L2(pi) norm of f_N(T(W)) - f_N(W)",
+               "||f_N(T(W)) - f_N(W)||^2 <= k beta + k sqrt(tau log(1/delta)/N)"),
     ]
     c = l_sigma if constant is None else np.sqrt(constant)
     out.append(_entry("corollary_c_explicit", np.sqrt(lazy["function_change_sq"]), c * lazy["max_displacement"], c,

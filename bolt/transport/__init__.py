@@ -3,4 +3,7 @@
 from bolt.transport.maps import barycentric_map, entropic_map, lazy_training, monotone_map_1d, ot_assignment
 from bolt.transport.w2 import W2, w2_exact, w2_gaussian, w2_quantile_1d, w2_sliced, w2_squared
 
-__all__ = ["barycentric_map", "entropic_map", "lazy_training", "monotone_map_1d", "ot_assignment", "W2", "w2_exact", "w2_gaussian", "w2_quantile_1d", "w2_sliced", "w2_squared"]
+__all__ = [
+    "barycentric_map", "entropic_map", "lazy_training", "monotone_map_1d", "ot_assignment",
+    "W2", "w2_exact", "w2_gaussian", "w2_quantile_1d", "w2_sliced", "w2_squared",
+]
