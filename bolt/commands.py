@@ -140,7 +140,7 @@ def print_bounds(bounds) -> None:
     print(f"  {'check':<22} {'lhs':>11} {'rhs':>11} {'constant':>10}  holds")
     for b in bounds:
         flag = "yes" if b.holds else "NO"
-        se = "" if b.lhs_se != b.lhs_se else f" ± {b.lhs_se:.2g}"
+        se = "" if b.lhs_se is None or b.lhs_se != b.lhs_se else f" ± {b.lhs_se:.2g}"
         print(f"  {b.name:<22} {b.lhs:>11.4g} {b.rhs:>11.4g} {b.constant:>10.4g}  {flag}{se}")
 
 
@@ -150,6 +150,14 @@ def _cmd_bounds(args) -> int:
     bounds = evaluate_run(args.run_dir)
     print(f"bolt bounds — {args.run_dir}/bounds.json")
     print_bounds(bounds)
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from bolt.diagnostics.report import write_report
+
+    path = write_report(args.run_dir)
+    print(f"bolt report — wrote {path}")
     return 0
 
 
@@ -165,3 +173,7 @@ def register(sub) -> None:
     p = sub.add_parser("bounds", help="evaluate the theory's bounds for a saved run; writes RUN_DIR/bounds.json")
     p.add_argument("run_dir", help="a directory written by bolt run")
     p.set_defaults(func=_cmd_bounds)
+
+    p = sub.add_parser("report", help="write RUN_DIR/report.html (self-contained, images embedded)")
+    p.add_argument("run_dir", help="a directory written by bolt run")
+    p.set_defaults(func=_cmd_report)

@@ -92,7 +92,8 @@ def to_inference_data(result, problem=None):
     """An ArviZ ``InferenceData`` for a solve.
 
     Groups: ``posterior`` (``w`` with dims chain, draw, w_dim: the last inner chains for Picard,
-    the particles as one chain otherwise), ``sample_stats`` (lp, diverging, energy, step_size,
+    the particles as one chain otherwise; the observables ``w_norm_sq`` = |w|² and, given the
+    problem, ``psi`` = Ψ(w; µ_K)), ``sample_stats`` (lp, diverging, energy, step_size,
     tree_depth / acceptance_rate where the sampler has them), ``particles`` (the final weighted
     measure, dims particle, w_dim) and ``fixed_point`` (the per-iteration trace, dim iteration).
     """
@@ -105,6 +106,12 @@ def to_inference_data(result, problem=None):
         post = {"w": np.asarray(result.chains)}
     else:
         post = {"w": np.asarray(result.particles)[None]}
+    post["w_norm_sq"] = np.sum(post["w"] ** 2, -1)
+    if problem is not None:  # the observable Ψ(w; µ_K) at every draw
+        import jax.numpy as jnp
+
+        flat = post["w"].reshape(-1, d)
+        post["psi"] = np.asarray(problem.psi_field(jnp.asarray(flat), result.field)).reshape(post["w"].shape[:2])
     ss = {}
     if result.sample_stats:
         st = result.sample_stats

@@ -1,0 +1,287 @@
+"""``bolt report RUN_DIR`` → a self-contained ``report.html`` (images embedded as base64 PNG).
+
+Sections: problem and settings; fixed-point convergence; marginals of µ* against γ_τ (and a pair
+plot for d ≤ 5); the learned function f̂(·; µ*) against f; ArviZ trace and rank plots with the
+diagnostics table (warnings highlighted); the bounds table; seed and versions. All text that comes
+from the config or the run is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+
+from bolt.errors import ResultsError
+
+__all__ = ["write_report", "build_report"]
+
+SECTIONS = ("problem", "convergence", "marginals", "function", "diagnostics", "bounds", "provenance")
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}"/>'
+
+
+def _table(rows, header) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(str(h))}</th>" for h in header)
+    body = ""
+    for r in rows:
+        cls = ' class="warn"' if r and r[-1] == "__warn__" else ""
+        cells = r[:-1] if cls else r
+        body += f"<tr{cls}>" + "".join(f"<td>{esc(_fmt(c))}</td>" for c in cells) + "</tr>"
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        return "nan" if x != x else f"{x:.5g}"
+    return str(x)
+
+
+def _convergence_fig(trace):
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in ("residual", "free_energy", "risk", "kl") if k in trace]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 2.8))
+    axes = np.atleast_1d(axes)
+    for ax, k in zip(axes, keys):
+        v = np.asarray(trace[k])
+        ax.plot(np.arange(1, len(v) + 1), v, "o-", ms=3)
+        ax.set_title(k)
+        ax.set_xlabel("iteration")
+        if k == "residual" and np.all(v[np.isfinite(v)] > 0) and len(v) > 1:
+            ax.set_yscale("log")
+    fig.tight_layout()
+    return fig
+
+
+def _marginals_fig(P, w, tau):
+    import matplotlib.pyplot as plt
+
+    d = P.shape[1]
+    fig, axes = plt.subplots(1, d, figsize=(3.2 * d, 2.8), squeeze=False)
+    s = np.sqrt(tau)
+    for j, ax in enumerate(axes[0]):
+        lo, hi = min(P[:, j].min(), -4 * s), max(P[:, j].max(), 4 * s)
+        ax.hist(P[:, j], bins=60, weights=w, density=True, range=(lo, hi), alpha=0.6, label="µ*")
+        x = np.linspace(lo, hi, 200)
+        ax.plot(x, np.exp(-x**2 / (2 * tau)) / np.sqrt(2 * np.pi * tau), "k--", label="γ_τ")
+        ax.set_title(f"w[{j}]")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _pair_fig(P, w, max_points=1500):
+    import matplotlib.pyplot as plt
+
+    d = P.shape[1]
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(P), size=min(max_points, len(P)), replace=len(P) < max_points, p=w / w.sum())
+    Q = P[idx]
+    fig, axes = plt.subplots(d, d, figsize=(2.2 * d, 2.2 * d), squeeze=False)
+    for i in range(d):
+        for j in range(d):
+            ax = axes[i, j]
+            if i == j:
+                ax.hist(Q[:, i], bins=40, color="C0", alpha=0.7)
+            else:
+                ax.scatter(Q[:, j], Q[:, i], s=2, alpha=0.3)
+            if i == d - 1:
+                ax.set_xlabel(f"w[{j}]")
+            if j == 0:
+                ax.set_ylabel(f"w[{i}]")
+    fig.tight_layout()
+    return fig
+
+
+def _function_fig(problem, P, w):
+    import jax.numpy as jnp
+    import matplotlib.pyplot as plt
+
+    p = problem.p
+    Pj, wj = jnp.asarray(P), jnp.asarray(w)
+    if problem.X is not None:
+        X = np.asarray(problem.X)
+        u = np.linalg.svd(X - X.mean(0), full_matrices=False)[2][0]
+        span = 3 * X.std()
+    else:
+        u = np.zeros(p)
+        u[0] = 1.0
+        span = 3.0
+    if p == 2:
+        t = np.linspace(-span, span, 60)
+        G = np.stack(np.meshgrid(t, t, indexing="xy"), -1).reshape(-1, 2)
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+        vals = [np.asarray(problem.fhat(jnp.asarray(G), Pj, wj)), _target_or_none(problem, G)]
+        for ax, v, title in zip(axes, vals, ("f̂(·; µ*)", "f")):
+            if v is None:
+                ax.set_title("f: data labels (no closed form)")
+                continue
+            cs = ax.contourf(t, t, v.reshape(60, 60), levels=20)
+            fig.colorbar(cs, ax=ax)
+            ax.set_title(title)
+        fig.tight_layout()
+        return fig
+    t = np.linspace(-span, span, 300)
+    X = t[:, None] * u[None, :]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(t, np.asarray(problem.fhat(jnp.asarray(X), Pj, wj)), label="f̂(·; µ*)")
+    f = _target_or_none(problem, X)
+    if f is not None:
+        ax.plot(t, f, "--", label="f")
+    ax.set_xlabel("t (x = t·u)" if p > 1 else "x")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _target_or_none(problem, X):
+    import jax.numpy as jnp
+
+    try:
+        return np.asarray(problem.target_values(jnp.asarray(X)))
+    except Exception:  # noqa: BLE001 — data labels exist only on the data
+        return None
+
+
+def _arviz_figs(idata):
+    import arviz as az
+    import matplotlib.pyplot as plt
+
+    out = []
+    for fn in (az.plot_trace, az.plot_rank):
+        axes = fn(idata, var_names=["w"], compact=False) if fn is az.plot_trace else fn(idata, var_names=["w"])
+        fig = np.asarray(axes).ravel()[0].figure
+        out.append(_png(fig))
+        plt.close("all")
+    return out
+
+
+def _diagnostics_html(idata, diag) -> list[str]:
+    esc = html.escape
+    parts = []
+    drows = []
+    for r in diag["table"]:
+        bad = r["r_hat"] > 1.01 or r["ess_bulk"] < 100 * diag["chains"] or r["ess_tail"] < 100 * diag["chains"]
+        row = [r["variable"], r["mean"], r["sd"], r["mcse_mean"], r["ess_bulk"], r["ess_tail"], r["r_hat"]]
+        drows.append(row + (["__warn__"] if bad else []))
+    warn_html = "".join(f"<li>{esc(x)}</li>" for x in diag["warnings"]) or "<li>none</li>"
+    parts.append("<section id='diagnostics'><h2>Sampler diagnostics (ArviZ)</h2>"
+                 f"<p>{diag['chains']} chain(s) × {diag['draws']} draws; divergences: {diag['divergences']}; "
+                 f"BFMI: {esc(str(diag['bfmi']))}</p><ul class='warn-list'>{warn_html}</ul>"
+                 + _table(drows, ["variable", "mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]))
+    if diag["draws"] >= 4:
+        parts += _arviz_figs(idata)
+    parts.append("</section>")
+    return parts
+
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
+th{background:#f2f2f2}tr.warn td{background:#ffe0e0}.warn-list li{color:#a00}img{max-width:100%}
+h2{border-bottom:1px solid #ddd;padding-bottom:3px}"""
+
+
+def build_report(run_dir) -> str:
+    """Build the report HTML for a run directory (raises :class:`ResultsError` on missing/corrupt files)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bolt.config import load_config, problem_from_config
+    from bolt.diagnostics.summary import diagnose
+    from bolt.io import load_json, load_results, load_summary
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ResultsError(f"report: no run directory at {run_dir}")
+    if not (run_dir / "config.toml").is_file():
+        raise ResultsError(f"report: {run_dir} has no config.toml")
+    cfg = load_config(run_dir / "config.toml")
+    summary = load_summary(run_dir)
+    idata = load_results(run_dir / "results.nc")
+    problem = problem_from_config(cfg)
+    P = np.asarray(idata.particles["particles"].values)
+    w = np.asarray(idata.particles["weights"].values)
+    trace = {k: np.asarray(v.values) for k, v in idata.fixed_point.data_vars.items()}
+    esc = html.escape
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>bolt report — {esc(str(run_dir.name))}"
+             f"</title><style>{CSS}</style></head><body>", f"<h1>bolt report: {esc(str(run_dir))}</h1>"]
+
+    # problem and settings
+    prob = summary.get("problem", {})
+    rows = [[k, v] for k, v in prob.items()]
+    rows += [[f"constant {k}", v] for k, v in summary.get("constants", {}).items()]
+    rows += [[f"solver.{k}", v] for k, v in cfg["solver"].items()]
+    rows += [[f"problem.target.{k}", v] for k, v in cfg["problem"]["target"].items()]
+    parts.append("<section id='problem'><h2>Problem and settings</h2>" + _table(rows, ["key", "value"]))
+    head = [["risk R(µ*)", summary["risk"], summary.get("risk_se")], ["KL(µ*‖γ_τ)", summary["kl"], summary.get("kl_se")],
+            ["log Z", summary["log_z"], summary.get("log_z_se")],
+            ["free energy F", summary["free_energy"], summary.get("free_energy_se")],
+            ["W2²(µ*, γ_τ)", summary["w2_squared_to_prior"], summary.get("w2_estimator")]]
+    parts.append(_table(head, ["quantity", "estimate", "standard error / estimator"]) + "</section>")
+
+    # convergence
+    conv = "converged" if summary["converged"] else "NOT converged (iteration cap reached)"
+    parts.append(f"<section id='convergence'><h2>Fixed-point convergence</h2><p>{esc(summary['solver'])}: {conv} "
+                 f"after {summary['iterations']} iterations, residual {summary['residual']:.4g}.</p>"
+                 + _png(_convergence_fig(trace)) + "</section>")
+
+    # marginals
+    parts.append("<section id='marginals'><h2>Marginals of µ* against γ_τ</h2>" + _png(_marginals_fig(P, w, problem.tau)))
+    if problem.d <= 5:
+        parts.append("<h3>Pair plot</h3>" + _png(_pair_fig(P, w)))
+    parts.append("</section>")
+
+    # function
+    parts.append("<section id='function'><h2>Learned function f̂(·; µ*) against f</h2>"
+                 + _png(_function_fig(problem, P, w)) + "</section>")
+
+    # diagnostics
+    if summary["solver"] == "grid":
+        parts.append("<section id='diagnostics'><h2>Sampler diagnostics (ArviZ)</h2><p>The grid solver is exact "
+                     "quadrature: there are no chains to diagnose.</p></section>")
+        diag = None
+    else:
+        diag = diagnose(idata)
+    parts += _diagnostics_html(idata, diag) if diag is not None else []
+
+    # bounds
+    parts.append("<section id='bounds'><h2>Bounds of the theory (MATH.md §3)</h2>")
+    if (run_dir / "bounds.json").is_file():
+        brows = []
+        for b in load_json(run_dir / "bounds.json"):
+            row = [b["name"], b["lhs"], b["rhs"], b["constant"], "yes" if b["holds"] else "NO", b["lhs_se"],
+                   b["rhs_se"], b["estimator"]]
+            brows.append(row + ([] if b["holds"] else ["__warn__"]))
+        parts.append(_table(brows, ["check", "lhs", "rhs", "constant", "holds", "lhs se", "rhs se", "estimator"]))
+    else:
+        parts.append("<p>No bounds.json in this run (run <code>bolt bounds RUN_DIR</code>).</p>")
+    parts.append("</section>")
+
+    # provenance
+    vers = summary.get("versions", {})
+    parts.append("<section id='provenance'><h2>Seed and versions</h2>"
+                 + _table([["seed", summary.get("seed")]] + [[k, v] for k, v in vers.items()], ["item", "value"])
+                 + "</section></body></html>")
+    return "\n".join(parts)
+
+
+def write_report(run_dir) -> Path:
+    """Write ``RUN_DIR/report.html`` atomically and return its path."""
+    from bolt.io import atomic_write_text
+
+    out = Path(run_dir) / "report.html"
+    atomic_write_text(out, build_report(run_dir))
+    return out

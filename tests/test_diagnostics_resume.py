@@ -1,0 +1,206 @@
+"""results.nc, diagnostics, the HTML report, atomic writes and resume after an interruption."""
+
+import base64
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import arviz as az
+import numpy as np
+import pytest
+
+import bolt.io as bio
+from bolt.commands import run_config
+from bolt.config import resolve_config
+from bolt.diagnostics import diagnose
+from bolt.errors import ResultsError
+
+SMALL = {
+    "problem": {"dim": 2, "target": {"kind": "teacher", "weights": [[1.5, 0.0], [0.0, 1.0]],
+                                     "coefficients": [1.0, -0.5]}},
+    "solver": {"method": "picard-mala", "particles": 400, "chains": 4, "warmup": 100, "max_iterations": 4,
+               "min_iterations": 4, "tolerance": 1e-9, "logz_samples": 4000},
+}
+
+
+def _cfg(**solver):
+    raw = json.loads(json.dumps(SMALL))
+    raw["solver"].update(solver)
+    return resolve_config(raw)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    summary = run_config(_cfg(), out, quiet=True)
+    return out, summary
+
+
+def test_results_roundtrip_through_arviz(full_run):
+    out, _ = full_run
+    idata = az.from_netcdf(out / "results.nc")
+    assert {"posterior", "sample_stats", "particles", "fixed_point"} <= set(idata.groups())
+    post = idata.posterior
+    assert post["w"].dims == ("chain", "draw", "w_dim") and post.sizes["chain"] == 4
+    assert post["psi"].dims == ("chain", "draw") and post["w_norm_sq"].dims == ("chain", "draw")
+    for name in ("lp", "diverging", "step_size", "acceptance_rate"):
+        assert name in idata.sample_stats, name
+    assert idata.fixed_point["residual"].dims == ("iteration",) and idata.fixed_point.sizes["iteration"] == 4
+    assert idata.particles["particles"].shape == (400, 2)
+    np.testing.assert_allclose(idata.particles["weights"].sum(), 1.0)
+
+
+def test_report_has_every_section_and_images_decode(full_run):
+    from PIL import Image
+
+    out, _ = full_run
+    html = (out / "report.html").read_text()
+    for sec in ("problem", "convergence", "marginals", "function", "diagnostics", "bounds", "provenance"):
+        assert f"id='{sec}'" in html, sec
+    assert "Pair plot" in html
+    imgs = re.findall(r"base64,([A-Za-z0-9+/=]+)", html)
+    assert len(imgs) >= 6  # convergence, marginals, pairs, function, trace, rank
+    for b in imgs:
+        Image.open(io.BytesIO(base64.b64decode(b))).verify()
+    assert "http://" not in html and "https://" not in html  # self-contained
+    bounds = json.loads((out / "bounds.json").read_text())
+    assert {"name", "lhs", "rhs", "constant", "holds", "lhs_se", "rhs_se", "estimator"} <= set(bounds[0])
+
+
+def test_report_escapes_config_text(tmp_path, full_run):
+    out, _ = full_run
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    s = json.loads((run / "summary.json").read_text())
+    s["problem"]["target"] = "<script>alert(1)</script>"
+    (run / "summary.json").write_text(json.dumps(s))
+    from bolt.diagnostics.report import build_report
+
+    html = build_report(run)
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+
+
+def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch, full_run):
+    _, ref = full_run
+    out = tmp_path / "r"
+    real = bio.save_checkpoint
+    calls = []
+
+    def interrupting(path, data):
+        real(path, data)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(bio, "save_checkpoint", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        run_config(_cfg(), out, quiet=True)
+    monkeypatch.setattr(bio, "save_checkpoint", real)
+    assert (out / "checkpoint.npz").exists() and not (out / "summary.json").exists()
+    assert int(np.load(out / "checkpoint.npz")["iteration"]) == 1
+    resumed = run_config(None, out, resume=True, quiet=True)
+    for key in ("risk", "kl", "log_z", "free_energy", "residual", "iterations"):
+        np.testing.assert_allclose(resumed[key], ref[key], rtol=1e-9, err_msg=key)
+    np.testing.assert_allclose(resumed["mean"], ref["mean"], rtol=1e-9)
+
+
+def test_mfld_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    cfg = _cfg(method="mfld", particles=300, horizon=1.0)
+    ref = run_config(cfg, tmp_path / "a", quiet=True)
+    real = bio.save_checkpoint
+    calls = []
+
+    def interrupting(path, data):
+        real(path, data)
+        calls.append(1)
+        if len(calls) == 10:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(bio, "save_checkpoint", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        run_config(cfg, tmp_path / "b", quiet=True)
+    monkeypatch.setattr(bio, "save_checkpoint", real)
+    resumed = run_config(None, tmp_path / "b", resume=True, quiet=True)
+    np.testing.assert_allclose(resumed["mean"], ref["mean"], rtol=1e-10)
+    np.testing.assert_allclose(resumed["free_energy"], ref["free_energy"], rtol=1e-10)
+
+
+def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "summary.json"
+    bio.write_json(target, {"a": 1})
+
+    def boom(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        bio.write_json(target, {"a": 2})
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_sigint_keeps_checkpoint_and_exits_cleanly(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("""
+[problem]
+dim = 2
+[problem.target]
+kind = "teacher"
+weights = [[1.5, 0.0], [0.0, 1.0]]
+[solver]
+method = "mfld"
+particles = 300
+horizon = 400.0
+[output]
+report = false
+bounds = false
+""")
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "bolt.cli", "run", str(cfg), "--out", str(out), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (out / "checkpoint.npz").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert (out / "checkpoint.npz").exists(), proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert (out / "checkpoint.npz").exists() and not (out / "summary.json").exists()
+    bio.load_checkpoint(out / "checkpoint.npz")  # readable, not half-written
+
+
+def test_corrupt_or_missing_results_get_clear_errors(tmp_path):
+    with pytest.raises(ResultsError, match="no results file"):
+        bio.load_results(tmp_path / "results.nc")
+    (tmp_path / "results.nc").write_bytes(b"garbage")
+    with pytest.raises(ResultsError, match="not a readable NetCDF"):
+        bio.load_results(tmp_path / "results.nc")
+    (tmp_path / "summary.json").write_text("{not json")
+    with pytest.raises(ResultsError, match="corrupt"):
+        bio.load_summary(tmp_path)
+    (tmp_path / "checkpoint.npz").write_bytes(b"garbage")
+    with pytest.raises(ResultsError, match="corrupt"):
+        bio.load_checkpoint(tmp_path / "checkpoint.npz")
+    r = subprocess.run([sys.executable, "-m", "bolt.cli", "report", str(tmp_path)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_diagnostics_flag_a_stuck_chain():
+    rng = np.random.default_rng(0)
+    good = rng.normal(size=(4, 500, 2))
+    idata = az.from_dict(posterior={"w": good}, dims={"w": ["w_dim"]})
+    assert not any("R-hat" in w for w in diagnose(idata)["warnings"])
+    bad = good.copy()
+    bad[0] = 1.5 + 0.01 * rng.normal(size=(500, 2))  # one chain stuck away from the others
+    d = diagnose(az.from_dict(posterior={"w": bad}, dims={"w": ["w_dim"]}))
+    rhats = [r["r_hat"] for r in d["table"]]
+    assert max(rhats) > 1.01 and any("R-hat" in w for w in d["warnings"])
