@@ -226,7 +226,8 @@ def build_report(run_dir) -> str:
     rows += [[f"solver.{k}", v] for k, v in cfg["solver"].items()]
     rows += [[f"problem.target.{k}", v] for k, v in cfg["problem"]["target"].items()]
     parts.append("<section id='problem'><h2>Problem and settings</h2>" + _table(rows, ["key", "value"]))
-    head = [["risk R(µ*)", summary["risk"], summary.get("risk_se")], ["KL(µ*‖γ_τ)", summary["kl"], summary.get("kl_se")],
+    head = [["risk R(µ*)", summary["risk"], summary.get("risk_se")],
+            ["KL(µ*‖γ_τ)", summary["kl"], summary.get("kl_se")],
             ["log Z", summary["log_z"], summary.get("log_z_se")],
             ["free energy F", summary["free_energy"], summary.get("free_energy_se")],
             ["W2²(µ*, γ_τ)", summary["w2_squared_to_prior"], summary.get("w2_estimator")]]
@@ -239,7 +240,8 @@ def build_report(run_dir) -> str:
                  + _png(_convergence_fig(trace)) + "</section>")
 
     # marginals
-    parts.append("<section id='marginals'><h2>Marginals of µ* against γ_τ</h2>" + _png(_marginals_fig(P, w, problem.tau)))
+    parts.append("<section id='marginals'><h2>Marginals of µ* against γ_τ</h2>"
+                 + _png(_marginals_fig(P, w, problem.tau)))
     if problem.d <= 5:
         parts.append("<h3>Pair plot</h3>" + _png(_pair_fig(P, w)))
     parts.append("</section>")
