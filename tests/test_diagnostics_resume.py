@@ -87,22 +87,27 @@ def test_report_escapes_config_text(tmp_path, full_run):
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
 
 
-def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch, full_run):
-    _, ref = full_run
-    out = tmp_path / "r"
+def _run_interrupted(monkeypatch, cfg, out, after: int):
+    """Run, raising KeyboardInterrupt right after the ``after``-th checkpoint is written."""
     real = bio.save_checkpoint
     calls = []
 
     def interrupting(path, data):
         real(path, data)
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == after:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(bio, "save_checkpoint", interrupting)
     with pytest.raises(KeyboardInterrupt):
-        run_config(_cfg(), out, quiet=True)
+        run_config(cfg, out, quiet=True)
     monkeypatch.setattr(bio, "save_checkpoint", real)
+
+
+def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch, full_run):
+    _, ref = full_run
+    out = tmp_path / "r"
+    _run_interrupted(monkeypatch, _cfg(), out, after=2)
     assert (out / "checkpoint.npz").exists() and not (out / "summary.json").exists()
     assert int(np.load(out / "checkpoint.npz")["iteration"]) == 1
     resumed = run_config(None, out, resume=True, quiet=True)
@@ -114,19 +119,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch, f
 def test_mfld_resume_equals_uninterrupted(tmp_path, monkeypatch):
     cfg = _cfg(method="mfld", particles=300, horizon=1.0)
     ref = run_config(cfg, tmp_path / "a", quiet=True)
-    real = bio.save_checkpoint
-    calls = []
-
-    def interrupting(path, data):
-        real(path, data)
-        calls.append(1)
-        if len(calls) == 10:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(bio, "save_checkpoint", interrupting)
-    with pytest.raises(KeyboardInterrupt):
-        run_config(cfg, tmp_path / "b", quiet=True)
-    monkeypatch.setattr(bio, "save_checkpoint", real)
+    _run_interrupted(monkeypatch, cfg, tmp_path / "b", after=10)
     resumed = run_config(None, tmp_path / "b", resume=True, quiet=True)
     np.testing.assert_allclose(resumed["mean"], ref["mean"], rtol=1e-10)
     np.testing.assert_allclose(resumed["free_energy"], ref["free_energy"], rtol=1e-10)

@@ -34,7 +34,7 @@ def grid_nodes(problem: Problem, points: int, extent: float = 9.0) -> tuple[np.n
 
 
 def solve_grid(key, problem: Problem, *, grid_points: int = 0, damping: float = 0.5, tolerance: float = 1e-12,
-               max_iterations: int = 2000, extent: float = 9.0, **_ignored) -> SolveResult:
+               max_iterations: int = 2000, extent: float = 9.0) -> SolveResult:
     """Solve µ* = Γ(µ*) on a grid (exact up to quadrature and round-off).
 
     Args:

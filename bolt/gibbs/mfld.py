@@ -45,7 +45,7 @@ def build_step(problem: Problem):
 
 def solve_mfld(key, problem: Problem, *, particles: int = 2000, step_size: float = 0.0, horizon: float = 10.0,
                tolerance: float = 0.05, blocks: int = 40, checkpoint=None, on_iteration=None,
-               progress_bar: bool | None = None, **_ignored) -> SolveResult:
+               progress_bar: bool | None = None) -> SolveResult:
     """Run MFLD from γ_τ to time ``horizon`` and return the particles.
 
     Args:

@@ -71,7 +71,7 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
                  damping: float = 0.5, tolerance: float = 0.05, max_iterations: int = 30, min_iterations: int = 4,
                  warmup: int = 500, inner_steps: int = 1, step_size: float = 0.0, adapt: bool = True,
                  kernel: str = "mala", buffer: int = 4, logz_samples: int = 4096, checkpoint=None,
-                 on_iteration=None, progress_bar: bool | None = None, **_ignored) -> SolveResult:
+                 on_iteration=None, progress_bar: bool | None = None) -> SolveResult:
     """Solve µ* = Γ(µ*) by damped Picard iteration with a NumPyro inner sampler.
 
     Args:
