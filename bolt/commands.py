@@ -94,7 +94,7 @@ def run_config(cfg: dict, out: str | Path, *, resume: bool = False, quiet: bool 
 
 def print_summary(summary: dict, out: Path) -> None:
     """A human-readable table of a run's headline numbers."""
-    conv = "yes" if summary["converged"] else "NO (iteration cap reached; see residual)"
+    conv = "yes" if summary["converged"] else "NO (stopping rule not met; see residual)"
     rows = [
         ("solver", summary["solver"]), ("converged", conv), ("iterations", summary["iterations"]),
         ("residual", f"{summary['residual']:.4g}"),

@@ -118,6 +118,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch, f
 
 def test_mfld_resume_equals_uninterrupted(tmp_path, monkeypatch):
     cfg = _cfg(method="mfld", particles=300, horizon=1.0)
+    cfg["output"].update(report=False, bounds=False)
     ref = run_config(cfg, tmp_path / "a", quiet=True)
     _run_interrupted(monkeypatch, cfg, tmp_path / "b", after=10)
     resumed = run_config(None, tmp_path / "b", resume=True, quiet=True)

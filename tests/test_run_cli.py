@@ -69,17 +69,17 @@ dim = 1
 kind = "teacher"
 weights = [[1.5]]
 [solver]
-method = "picard-mala"
+method = "mfld"
 particles = 200
-warmup = 50
-max_iterations = 1
+horizon = 0.2
+tolerance = 1e-6
 [output]
 report = false
 bounds = false
 """)
     r = _bolt("run", str(cfg), "--out", str(tmp_path / "o"))
     assert r.returncode == 0, r.stderr
-    assert "NO (iteration cap" in r.stdout
+    assert "converged         NO" in r.stdout
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["converged"] is False
 
 
