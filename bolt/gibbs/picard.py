@@ -14,6 +14,7 @@ W2 between successive draws, the risk, KL and free energy.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import jax
@@ -95,7 +96,8 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
       logz_samples: prior draws for the per-iteration log Z (trace only).
       checkpoint: a dict from ``on_iteration`` to resume from.
       on_iteration: callback ``(k, checkpoint_dict)`` after each completed iteration.
-      progress_bar: show a bar (default: when stderr is a terminal).
+      progress_bar: show bars for the Picard iterations and each inner NumPyro run (default: when
+        stderr is a terminal).
 
     Returns:
       :class:`~bolt.gibbs.result.SolveResult`.
@@ -109,12 +111,13 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
                     warmup=warmup, inner_steps=inner_steps, step_size=step_size, adapt=adapt, kernel=kernel,
                     buffer=buffer, logz_samples=logz_samples)
     draws = particles // chains
+    show = sys.stderr.isatty() if progress_bar is None else bool(progress_bar)
     mcmc = MCMC(_kernel(problem, inner, settings), num_warmup=warmup, num_samples=draws,
-                num_chains=chains, thinning=1, chain_method="vectorized", progress_bar=False,
+                num_chains=chains, thinning=1, chain_method="vectorized", progress_bar=show,
                 jit_model_args=True)
     if inner_steps > 1:
         mcmc = MCMC(mcmc.sampler, num_warmup=warmup, num_samples=draws * inner_steps, num_chains=chains,
-                    thinning=inner_steps, chain_method="vectorized", progress_bar=False, jit_model_args=True)
+                    thinning=inner_steps, chain_method="vectorized", progress_bar=show, jit_model_args=True)
     scale = jnp.array([np.sqrt(problem.tau), problem.beta / problem.tau])
     extra = (("potential_energy", "energy", "diverging", "num_steps", "accept_prob", "adapt_state.step_size")
              if inner == "nuts" else ("potential_energy", "diverging", "accept_prob", "adapt_state.step_size"))
@@ -154,7 +157,7 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         mcmc.post_warmup_state = jax.tree.unflatten(jax.tree.structure(template), leaves)
         init = None
 
-    bar = progress(max_iterations, f"picard-{inner}", progress_bar)
+    bar = progress(max_iterations, f"picard-{inner}", show)
     bar.update(start_k)
     converged = False
     t0 = time.time()
