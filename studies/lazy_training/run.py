@@ -68,7 +68,8 @@ def main(argv=None):
     print(f"{'tau':>5} {'beta':>6} {'N':>6} | {'max|T(W)-W|':>16} | {'mean|T(W)-W|':>16} | "
           f"{'||f-f_N(T(W))||^2':>20} | {'R(mu*)':>8} | {'||f_N(TW)-f_N(W)||^2':>20}")
     for r in rows:
-        print(f"{r['tau']:>5} {r['beta']:>6} {r['N']:>6} | {r['max_displacement']:.4f} ± {r['max_displacement_se']:.4f} |"
+        print(f"{r['tau']:>5} {r['beta']:>6} {r['N']:>6} | "
+              f"{r['max_displacement']:.4f} ± {r['max_displacement_se']:.4f} |"
               f" {r['mean_displacement']:.4f} ± {r['mean_displacement_se']:.4f} | "
               f"{r['risk_transported']:.4f} ± {r['risk_transported_se']:.4f} | {r['risk_mu_star']:.4f} | "
               f"{r['function_change_sq']:.4f} ± {r['function_change_sq_se']:.4f}")
