@@ -8,6 +8,7 @@ only where used.
 
 from bolt._version import __version__
 from bolt.errors import BoltError, ConfigError, ResultsError
+from bolt.estimators.summary import summarize
 from bolt.problem import (
     CallableTarget,
     DataInputs,
@@ -25,10 +26,11 @@ from bolt.problem import (
     load_data,
     make_problem,
 )
+from bolt.solve import solve
 
 __all__ = [
     "__version__", "BoltError", "ConfigError", "ResultsError",
     "CallableTarget", "DataInputs", "DataTarget", "Field", "GaussianInputs", "Linear", "Problem",
     "Realizable", "SampleInputs", "Teacher", "arcsine_kernel", "custom_activation", "get_activation",
-    "load_data", "make_problem",
+    "load_data", "make_problem", "solve", "summarize",
 ]

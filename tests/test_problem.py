@@ -199,10 +199,22 @@ def test_constants_closed_forms():
 
 
 def test_public_symbols_have_docstrings():
-    import bolt.problem
+    import importlib
 
-    for mod in (bolt, bolt.problem):
+    mods = [importlib.import_module(m) for m in (
+        "bolt", "bolt.problem", "bolt.transport", "bolt.estimators", "bolt.bounds", "bolt.diagnostics", "bolt.io",
+        "bolt.gibbs.picard", "bolt.gibbs.mfld", "bolt.gibbs.grid", "bolt.gibbs.mala", "bolt.testing", "bolt.config")]
+    for mod in mods:
         for name in mod.__all__:
             obj = getattr(mod, name)
             if callable(obj) and not name.startswith("_"):
                 assert obj.__doc__ and obj.__doc__.strip(), f"{mod.__name__}.{name} has no docstring"
+
+
+def test_import_bolt_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, bolt; print(sorted(m for m in ('matplotlib', 'arviz', 'ot', 'ott') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -57,7 +57,7 @@ def main(argv=None):
     if args.smoke:
         betas, taus, ns, reps = [0.5, 1.0], [0.5], [50, 200], 4
     else:
-        betas, taus, ns, reps = [0.125, 0.25, 0.5, 1.0, 2.0], [0.25, 0.5, 1.0], [100, 1000, 10000], 20
+        betas, taus, ns, reps = [0.125, 0.25, 0.5, 1.0, 2.0], [0.25, 0.5, 1.0], [100, 1000, 4000], 20
     rows = []
     for tau in taus:
         for beta in betas:
