@@ -148,7 +148,10 @@ def maurey(key, problem, particles, weights=None, sizes=(2, 4, 8, 16, 32, 64), r
 
 def corollary(problem, lazy: dict, risk_star: float, n: int, kappa: float, l_sigma: float,
               delta: float = 0.05, constant=None) -> list[Bound]:
-    """The transport-map corollary (a), (b), (c) with κ = L_σ² R(γ_τ), and (c) with its explicit constant L_σ."""
+    """The transport-map corollary (a), (b), (c) with κ = L_σ² R(γ_τ), and (c) with its explicit constant L_σ.
+
+    ``constant`` replaces κ in (a)–(c); for the explicit form it is read as L_σ² (so L_σ = sqrt(constant)).
+    """
     k = kappa if constant is None else constant
     b, t, log_d = problem.beta, problem.tau, np.log(1 / delta)
     out = [
