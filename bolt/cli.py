@@ -57,17 +57,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_problem)
 
-    _add_run_commands(sub)
+    from bolt import commands
+
+    commands.register(sub)  # run, bounds, report
     return ap
-
-
-def _add_run_commands(sub) -> None:
-    """Subcommands contributed by later modules (run, bounds, report)."""
-    try:
-        from bolt import commands
-    except ImportError:  # pragma: no cover - during bootstrap
-        return
-    commands.register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -166,7 +166,6 @@ def load_results(path: str | Path):
         raise ResultsError(f"results: no results file at {path}")
     try:
         idata = az.from_netcdf(path)
-        idata.load() if hasattr(idata, "load") else None
     except Exception as exc:  # noqa: BLE001
         raise ResultsError(f"results: {path} is not a readable NetCDF results file ({type(exc).__name__})") from None
     for g in ("posterior", "particles", "fixed_point"):

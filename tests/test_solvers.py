@@ -106,10 +106,9 @@ def test_sampler_compiles_once_per_solve(pb1):
     res = solve(pb1, "picard-mala", particles=200, max_iterations=6, min_iterations=6, warmup=100,
                 progress_bar=False)
     assert res.iterations == 6
-    # iteration 0 compiles warmup + sampling; iteration 1 the post-warmup phase; after that
-    # nothing but a couple of tiny host-side ops, however many iterations run
-    later = res.compilations[2:]
-    assert max(later) <= 3 and len(set(later)) == 1, res.compilations
+    # iteration 0 compiles warmup and the sampling scan; after that nothing compiles at all,
+    # however many iterations run
+    assert all(c == 0 for c in res.compilations[1:]), res.compilations
     assert res.compilations[0] > 20  # the counter does see the real compilations
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
+from operator import attrgetter
 
 import jax
 import jax.numpy as jnp
@@ -96,7 +97,7 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
       logz_samples: prior draws for the per-iteration log Z (trace only).
       checkpoint: a dict from ``on_iteration`` to resume from.
       on_iteration: callback ``(k, checkpoint_dict)`` after each completed iteration.
-      progress_bar: show bars for the Picard iterations and each inner NumPyro run (default: when
+      progress_bar: show bars for the Picard iterations and the NumPyro warmup (default: when
         stderr is a terminal).
 
     Returns:
@@ -112,15 +113,29 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
                     buffer=buffer, logz_samples=logz_samples)
     draws = particles // chains
     show = sys.stderr.isatty() if progress_bar is None else bool(progress_bar)
-    mcmc = MCMC(_kernel(problem, inner, settings), num_warmup=warmup, num_samples=draws,
-                num_chains=chains, thinning=1, chain_method="vectorized", progress_bar=show,
-                jit_model_args=True)
-    if inner_steps > 1:
-        mcmc = MCMC(mcmc.sampler, num_warmup=warmup, num_samples=draws * inner_steps, num_chains=chains,
-                    thinning=inner_steps, chain_method="vectorized", progress_bar=show, jit_model_args=True)
+    # NumPyro's driver runs the warmup (adaptation, vectorised chains); the draws of every iteration
+    # then come from one jitted scan over the kernel's own `sample`, with µ_k as an argument.
+    # (MCMC.run re-traces its collection loop on every call, because its loop body is a new
+    # closure each time; this scan is traced once per solve.)
+    mcmc = MCMC(_kernel(problem, inner, settings), num_warmup=max(warmup, 1), num_samples=draws,
+                num_chains=chains, chain_method="vectorized", progress_bar=show, jit_model_args=True)
+    sampler = mcmc.sampler
     scale = jnp.array([np.sqrt(problem.tau), problem.beta / problem.tau])
     extra = (("potential_energy", "energy", "diverging", "num_steps", "accept_prob", "adapt_state.step_size")
              if inner == "nuts" else ("potential_energy", "diverging", "accept_prob", "adapt_state.step_size"))
+    getters = {name: attrgetter(name) for name in extra}
+
+    @jax.jit
+    def collect(state, fld, scale, keys):
+        """``draws`` kept draws (``inner_steps`` kernel steps each) from ``state``; (chain, draw, ...) outputs."""
+        state = state._replace(rng_key=keys)
+
+        def body(st, _):
+            st = jax.lax.fori_loop(0, inner_steps, lambda i, s: sampler.sample(s, (fld, scale), {}), st)
+            return st, {"w": st.z["w"], **{n: g(st) for n, g in getters.items()}}
+
+        state, out = jax.lax.scan(body, state, None, length=draws)
+        return state, jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), out)
 
     bt = problem.beta / problem.tau
     stride = max(1, particles // 1000)
@@ -151,10 +166,10 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         start_k = int(checkpoint["iteration"]) + 1
         prev = np.asarray(checkpoint["samples"])
         trace = {k: list(np.asarray(checkpoint[f"trace_{k}"])) for k in TRACE_KEYS}
-        template = mcmc.sampler.init(jax.random.split(key, chains), warmup, {"w": jnp.zeros((chains, problem.d))},
-                                     (fld, scale), {})
+        template = sampler.init(jax.random.split(key, chains), max(warmup, 1), {"w": jnp.zeros((chains, problem.d))},
+                                (fld, scale), {})
         leaves = [jnp.asarray(checkpoint[f"mcmc_{i}"]) for i in range(int(checkpoint["mcmc_leaves"]))]
-        mcmc.post_warmup_state = jax.tree.unflatten(jax.tree.structure(template), leaves)
+        state = jax.tree.unflatten(jax.tree.structure(template), leaves)
         init = None
 
     bar = progress(max_iterations, f"picard-{inner}", show)
@@ -166,15 +181,14 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
     for k in range(start_k, max_iterations):
         kk = jax.random.fold_in(key, k)
         with count_compilations() as n_compiled:
-            if mcmc.post_warmup_state is None:
-                mcmc.run(kk, fld, scale, init_params={"w": init}, extra_fields=extra)
-            else:
-                mcmc.run(kk, fld, scale, extra_fields=extra)
+            if init is not None:  # first iteration: NumPyro warmup from γ_τ draws
+                mcmc.warmup(jax.random.fold_in(kk, 2), fld, scale, init_params={"w": init})
+                state, init = mcmc.post_warmup_state, None
+            state, out = collect(state, fld, scale, jax.random.split(kk, chains))
         compiles.append(n_compiled[0])
-        mcmc.post_warmup_state = mcmc.last_state
-        chain_draws = np.asarray(mcmc.get_samples(group_by_chain=True)["w"])
+        chain_draws = np.asarray(out.pop("w"))
         samples = chain_draws.reshape(-1, problem.d)
-        stats = {name: np.asarray(v) for name, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+        stats = {name: np.asarray(v) for name, v in out.items()}
 
         residual, lz, kl, risk, fld_next = diagnose(jnp.asarray(samples), fld, jax.random.fold_in(kk, 1))
         residual, lz, kl, risk = float(residual), float(lz), float(kl), float(risk)
@@ -193,7 +207,7 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
             ck = {"iteration": k, "samples": samples, "mcmc_leaves": 0}
             ck.update({f"field_{n}": np.asarray(getattr(fld, n)) for n in Field._fields})
             ck.update({f"trace_{n}": np.asarray(v, np.float64) for n, v in trace.items()})
-            leaves = jax.tree.leaves(mcmc.last_state)
+            leaves = jax.tree.leaves(state)
             ck["mcmc_leaves"] = len(leaves)
             ck.update({f"mcmc_{i}": np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
                                                else x) for i, x in enumerate(leaves)})

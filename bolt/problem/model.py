@@ -114,6 +114,7 @@ class Problem:
     _nodes: Array | None = field(default=None, repr=False)
     _coefs: Array | None = field(default=None, repr=False)
     _linear_a: Array | None = field(default=None, repr=False)
+    _r0: float | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -261,7 +262,9 @@ class Problem:
 
     # ------------------------------------------------------------------ risk, free energy
     def R0(self) -> Array:
-        """R0 = E_π f²."""
+        """R0 = E_π f² (computed once when the problem is built)."""
+        if self._r0 is not None:
+            return jnp.asarray(self._r0)
         if self.route == "expectation":
             return jnp.mean(self.Y ** 2)
         if self._linear_a is not None:
@@ -339,14 +342,19 @@ class Problem:
         key = jax.random.PRNGKey(1) if key is None else key
         starts = jnp.concatenate([jnp.zeros((1, self.d)),
                                   jnp.sqrt(self.tau) * jax.random.normal(key, (7, self.d))], 0)
-        grad_g = jax.jit(jax.vmap(jax.value_and_grad(g)))
+        grad_g = jax.vmap(jax.value_and_grad(g))
 
-        w = starts
-        best = -jnp.inf
-        for _ in range(200):  # plain ascent with a normalised step; small and host-side
-            val, gr = grad_g(w)
-            best = jnp.maximum(best, jnp.max(val))
-            w = w + 0.05 * gr / (1e-12 + jnp.linalg.norm(gr, axis=-1, keepdims=True))
+        @jax.jit
+        def ascend(w):  # normalised-step ascent, one compiled loop
+            def body(_, carry):
+                w, best = carry
+                val, gr = grad_g(w)
+                step = 0.05 * gr / (1e-12 + jnp.linalg.norm(gr, axis=-1, keepdims=True))
+                return w + step, jnp.maximum(best, jnp.max(val))
+
+            return jax.lax.fori_loop(0, 200, body, (w, -jnp.inf))
+
+        w, best = ascend(starts)
         return float(jnp.maximum(best, jnp.max(grad_g(w)[0]))), "estimated"
 
     def constants(self) -> dict:
@@ -451,6 +459,7 @@ def make_problem(activation="erf", target=None, *, dim: int | None = None, input
             pb._nodes, pb._coefs = jnp.asarray(target.weights), jnp.asarray(target.coefficients)
         else:
             pb._nodes, pb._coefs = pb._realizable_nodes(jnp.result_type(float))
+        pb._r0 = float(pb.R0())
         return pb
 
     if isinstance(inputs, DataInputs):
@@ -466,4 +475,5 @@ def make_problem(activation="erf", target=None, *, dim: int | None = None, input
     if not bool(jnp.all(jnp.isfinite(Y))):
         raise BoltError("problem.target: f(X) contains NaN or inf")
     pb.Y = Y
+    pb._r0 = float(pb.R0())
     return pb
