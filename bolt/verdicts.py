@@ -14,7 +14,8 @@ reported as a :class:`Verdict`. With ``se = sqrt(lhs_se² + rhs_se²)`` and the 
   quantity to the rate and nothing is asserted.
 
 ``k = 2`` by default. Exact quantities (quadrature) have ``se = 0``; a relative floor of
-``1e-9`` stands in for their round-off so that an equality case is not called violated.
+``1e-9`` stands in for their round-off, and for them the verdict is the plain inequality (an
+exact equality case holds; there is no "inconclusive").
 An *equality* check (``kind="equal"``, e.g. an identity) compares ``|lhs − rhs|`` with ``k`` SE:
 ``holds`` when within, ``violated`` when outside (an identity can never be "inconclusive"
 unless an estimator is undefined).
@@ -118,6 +119,8 @@ def judge(lhs, rhs, lhs_se=0.0, rhs_se=0.0, *, kind: str = "le", k: float = K_SI
     if kind != "le":
         raise ValueError(f"kind: expected 'le' or 'equal', got {kind!r}")
     margin = (rhs - lhs) / se
+    if s1 == 0.0 and s2 == 0.0:  # exact values: the plain inequality, up to round-off
+        return ("holds", margin, "") if margin > -k else ("violated", margin, "")
     if margin >= k:
         return "holds", margin, ""
     if margin <= -k:
