@@ -8,17 +8,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bolt.errors import BoltError
 from bolt.problem.model import Field, Problem
 
-__all__ = ["LogZ", "log_z_monte_carlo", "log_z_thermodynamic", "log_z"]
+__all__ = ["LogZ", "log_z_monte_carlo", "log_z_thermodynamic", "log_z", "log_z_bridge"]
 
 
 class LogZ(NamedTuple):
-    """A log Z estimate: ``value``, standard error ``se``, and the ``estimator`` used."""
+    """A log Z estimate: ``value``, standard error ``se``, and the ``estimator`` used.
+
+    Bridge sampling also returns its first-order influence on the Γ(µ) draws (``influence``,
+    ``(n₂,)``: ``δ log Ẑ ≈ mean(influence)``) and the variance contributed by the reference draws
+    (``reference_var``), so that estimators built from the same draws (KL, F) can carry the
+    correlation into their own standard errors.
+    """
 
     value: float
     se: float
     estimator: str
+    influence: np.ndarray | None = None
+    reference_var: float = 0.0
 
 
 def _prior_draws(key, problem: Problem, n: int):
@@ -98,3 +107,94 @@ def log_z(key, problem: Problem, fld: Field, n: int = 20_000, oscillation_thresh
     if osc <= oscillation_threshold:
         return log_z_monte_carlo(k2, problem, fld, n)
     return log_z_thermodynamic(k2, problem, fld)
+
+
+def _log_gaussian(W, mean, chol):
+    """log N(W; mean, L Lᵀ) for rows of ``W``."""
+    z = jax.scipy.linalg.solve_triangular(chol, (W - mean).T, lower=True)
+    d = W.shape[1]
+    return -0.5 * jnp.sum(z * z, 0) - jnp.sum(jnp.log(jnp.diag(chol))) - 0.5 * d * jnp.log(2 * jnp.pi)
+
+
+def _bridge(ly, lx, n2_eff, max_iterations):
+    """The iterated optimal bridge for log-ratios ``ly`` (reference draws) and ``lx`` (Γ draws)."""
+    from scipy.special import logsumexp
+
+    n1, n2 = float(len(ly)), float(len(lx))
+    s1, s2 = n1 / (n1 + n2_eff), n2_eff / (n1 + n2_eff)
+
+    def log_terms(lr):  # log(s1 l + s2 r) at both sets of draws
+        return (np.logaddexp(np.log(s1) + ly, np.log(s2) + lr), np.logaddexp(np.log(s1) + lx, np.log(s2) + lr))
+
+    lr = float(logsumexp(ly) - np.log(n1))  # importance-sampling start
+    for _ in range(max_iterations):
+        dy, dx = log_terms(lr)
+        new = (logsumexp(ly - dy) - np.log(n1)) - (logsumexp(-dx) - np.log(n2))
+        done = abs(new - lr) < 1e-12
+        lr = new
+        if done:
+            break
+    dy, dx = log_terms(lr)
+    f1 = np.exp(ly - dy - lr)  # scaled by 1/Z: relative errors are unchanged
+    f2 = np.exp(-dx + lr)
+    return lr, f1.var(ddof=1) / (n1 * f1.mean() ** 2), 1.0 - f2 / f2.mean()
+
+
+def log_z_bridge(key, problem: Problem, fld: Field, draws, *, ess: float | None = None, n: int = 20_000,
+                 reference: str = "gaussian", max_iterations: int = 1000) -> LogZ:
+    r"""log Z by Meng–Wong bridge sampling with the iterated optimal bridge.
+
+    ``Z = ∫ γ_τ e^{ℓ}``, ``ℓ = −(β/τ)Ψ(·; µ)``. With ``draws`` of Γ(µ) (``n₂`` of them, ``ess``
+    effective) and ``n₁ = n`` draws of a normalised reference ``q``, and the ratio
+    ``l(w) = γ_τ(w) e^{ℓ(w)} / q(w)``, the optimal bridge gives the fixed point
+
+    .. math:: \hat Z = \frac{\frac1{n_1}\sum_{q} l/(s_1 l + s_2 \hat Z)}{\frac1{n_2}\sum_{\Gamma} 1/(s_1 l + s_2 \hat Z)},
+       \quad s_i = n_i/(n_1 + n_2)
+
+    (Meng & Wong 1996), iterated to convergence. The reference is either the Gaussian fit of the
+    draws (``"gaussian"``: warp bridge sampling, Meng & Schilling 2002; it overlaps Γ(µ) closely
+    when Γ(µ) is nearly Gaussian, which is the theory's claim) or the prior (``"prior"``). A
+    reference fitted to the very draws it is bridged with biases log Z by O(d²/n₂) (measured: about
+    −0.6 standard errors at n₂ = 1000, d = 1), so the Gaussian reference is *cross-fitted*: the
+    draws are split in two halves (whole chains when they come from MCMC), each half is bridged
+    with the Gaussian fitted on the other, and the two log Z are averaged.
+
+    The standard error is Frühwirth-Schnatter's (2004) first-order formula
+    ``RE² = V_q(f₁)/(n₁ E_q(f₁)²) + V_Γ(f₂)/(ESS · E_Γ(f₂)²)``, ``f₁ = l/(s₁l + s₂Z)``,
+    ``f₂ = 1/(s₁l + s₂Z)``, with the draws' effective sample size for their autocorrelation.
+    """
+    X = jnp.asarray(draws)
+    n2 = X.shape[0]
+    n2_eff = float(n2 if ess is None else min(max(ess, 2.0), n2))
+    tau, bt, d = problem.tau, problem.beta / problem.tau, problem.d
+    log_prior = lambda W: -jnp.sum(W * W, -1) / (2 * tau) - 0.5 * d * jnp.log(2 * jnp.pi * tau)
+    ell = lambda W: np.asarray(log_prior(W) - bt * problem.psi_field(W, fld), np.float64)
+    lx_all = ell(X)
+    if reference == "prior":
+        Y = _prior_draws(key, problem, n).astype(X.dtype)
+        lr, ref_var, infl = _bridge(ell(Y) - np.asarray(log_prior(Y)), lx_all - np.asarray(log_prior(X)), n2_eff,
+                                    max_iterations)
+        return LogZ(float(lr), float(np.sqrt(ref_var + np.var(infl, ddof=1) / n2_eff)), "bridge sampling (prior reference)",
+                    infl, float(ref_var))
+    if reference != "gaussian":
+        raise BoltError(f"log_z_bridge: reference must be 'gaussian' or 'prior', got {reference!r}")
+    if n2 < 2 * (d + 2):
+        raise BoltError(f"log_z_bridge: {n2} draws are too few to fit a Gaussian reference in d = {d}")
+    half = n2 // 2
+    folds = [(np.arange(half), np.arange(half, n2)), (np.arange(half, n2), np.arange(half))]
+    lrs, ref_vars, infl = [], [], np.zeros(n2)
+    for i, (use, fit) in enumerate(folds):
+        Xf = X[fit]
+        mean = jnp.mean(Xf, 0)
+        chol = jnp.linalg.cholesky(jnp.atleast_2d(jnp.cov(Xf.T)) + 1e-10 * tau * jnp.eye(d))
+        Y = mean + jax.random.normal(jax.random.fold_in(key, i), (n // 2, d), X.dtype) @ chol.T
+        lr, rv, inf = _bridge(ell(Y) - np.asarray(_log_gaussian(Y, mean, chol)),
+                              lx_all[use] - np.asarray(_log_gaussian(X[use], mean, chol)),
+                              n2_eff * len(use) / n2, max_iterations)
+        lrs.append(lr)
+        ref_vars.append(rv)
+        infl[use] = inf
+    ref_var = 0.25 * sum(ref_vars)
+    se = np.sqrt(ref_var + np.var(infl, ddof=1) / n2_eff)
+    return LogZ(float(np.mean(lrs)), float(se), "bridge sampling (cross-fitted Gaussian reference)", infl,
+                float(ref_var))

@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bolt.estimators.logz import log_z
 from bolt.gibbs.result import SolveResult
 from bolt.problem.model import Problem
 
@@ -26,39 +25,58 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
     """risk, KL, log Z, free energy (each with a standard error), mean, covariance, W2²(µ*, γ_τ).
 
     For sample-based results the particles are draws of Γ(µ_K) and Ψ is that of µ_K, so
-    ``KL = −(β/τ) E Ψ − log Z`` is exact for Γ(µ_K); R uses the U-statistic (no 1/N Maurey bias)
-    with standard error ``2 sd(Ψ(w_i; µ̂)) / sqrt(ESS)`` (its influence function); F's standard
-    error comes from its own influence function ``Ψ(w; µ̂) − Ψ(w; µ_K)`` and log Z's. Standard errors
-    use the bulk ESS of Ψ over chains (Picard) or the particle count (MFLD). On the grid every
-    quantity is exact quadrature and its standard error is 0.
+    ``KL = −(β/τ) E Ψ − log Z`` is exact for Γ(µ_K). The estimators:
+
+    - ``E Ψ``: the draws' mean with zero-variance Stein control variates
+      (:mod:`bolt.estimators.control_variates`; Γ(µ_K)'s score is known exactly);
+    - log Z: bridge sampling between the draws and their Gaussian fit
+      (:func:`~bolt.estimators.logz.log_z_bridge`);
+    - R: the U-statistic (no 1/N Maurey bias), corrected by the same control variates applied to
+      its influence function ``2Ψ(w; µ̂)``;
+    - F = ½R + (τ/β)KL, whose per-draw influence is ``Ψ(w; µ̂) − Ψ(w; µ_K)`` (F is stationary at
+      µ*, so the large, opposite fluctuations of R̂ and KL̂ cancel), plus log Z's error.
+
+    Standard errors use the bulk effective sample size (ArviZ, by chain) of each adjusted series.
+    They are the Monte Carlo error of the final draws given µ_K; the noise in µ_K itself is not
+    included (it enters F only at second order). On the grid every quantity is exact quadrature
+    and its standard error is 0.
     """
+    from bolt.estimators.control_variates import cv_mean, stein_features
+    from bolt.estimators.logz import log_z_bridge
     from bolt.transport.w2 import w2_exact, w2_quantile_1d, w2_sliced
 
     P, wts = np.asarray(result.particles), np.asarray(result.weights)
     k1, k2 = jax.random.split(key)
     bt, lam = problem.beta / problem.tau, problem.tau / problem.beta
-    psi = np.asarray(problem.psi_field(jnp.asarray(P), result.field), np.float64)
+    Pj = jnp.asarray(P)
+    psi = np.asarray(problem.psi_field(Pj, result.field), np.float64)
     out: dict = {}
     if result.method == "grid":
         lz, lz_se, lz_est = result.settings["log_z"], 0.0, "grid quadrature"
         e_psi, e_psi_se = float(wts @ psi), 0.0
-        risk, risk_se = float(problem.risk(jnp.asarray(P), jnp.asarray(wts))), 0.0
+        risk, risk_se = float(problem.risk(Pj, jnp.asarray(wts))), 0.0
         ess = float("inf")
         f_infl_se = 0.0
     else:
-        est = log_z(k1, problem, result.field, logz_samples)
-        lz, lz_se, lz_est = est
         chains = result.chains.shape[0] if result.chains is not None else 1
-        ess = effective_sample_size(psi, chains)
-        e_psi, e_psi_se = float(psi.mean()), float(psi.std(ddof=1) / np.sqrt(ess))
-        risk = float(problem.risk(jnp.asarray(P), unbiased=True))
-        own = np.asarray(problem.psi(jnp.asarray(P), jnp.asarray(P)), np.float64)
-        risk_se = float(2 * own.std(ddof=1) / np.sqrt(ess))
-        # F̂ = ½R̂ + λ KL̂ has per-draw influence Ψ(w; µ̂) − Ψ(w; µ_K): F is stationary at µ*, so
-        # the large, opposite fluctuations of R̂ and KL̂ cancel.
-        f_infl_se = float((own - psi).std(ddof=1) / np.sqrt(ess))
+        ess_of = lambda x: effective_sample_size(x, chains)
+        H = stein_features(P, np.asarray(problem.score(Pj, result.field)), degree=2 if problem.d <= 10 else 1)
+        ess = ess_of(psi)
+        e_psi, _, psi_adj = cv_mean(psi, H, ess_of)
+        bridge = log_z_bridge(k1, problem, result.field, Pj, ess=ess, n=logz_samples)
+        lz, lz_se, lz_est = bridge.value, bridge.se, bridge.estimator
+        own = np.asarray(problem.psi(Pj, Pj), np.float64)
+        _, own_se, own_adj = cv_mean(own, H, ess_of)
+        risk = float(problem.risk(Pj, unbiased=True)) - 2.0 * float(own.mean() - own_adj.mean())
+        risk_se = 2.0 * own_se
+        _, _, f_adj = cv_mean(own - psi, H, ess_of)
+        # KL and F share the draws with the bridge estimate of log Z: their per-draw influences
+        # include log Z's, so the correlation is in the standard error
+        kl_se = _se(-bt * psi_adj - bridge.influence, ess_of, bridge.reference_var)
+        f_infl_se = _se(f_adj - lam * bridge.influence, ess_of, lam**2 * bridge.reference_var)
     kl = -bt * e_psi - lz
-    kl_se = float(np.hypot(bt * e_psi_se, lz_se))
+    if result.method == "grid":
+        kl_se = 0.0
     mean = wts @ P
     cov = (wts[:, None] * (P - mean)).T @ (P - mean)
 
@@ -72,12 +90,25 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
         prior = np.sqrt(problem.tau) * np.asarray(jax.random.normal(k2, P.shape))
         w2 = w2_quantile_1d(P, prior) if problem.d == 1 else (
             w2_exact(P, prior) if len(P) <= 5000 else w2_sliced(P, prior))
+    risk = float(risk)
     out.update(
-        risk=risk, risk_se=risk_se, kl=float(kl), kl_se=kl_se, log_z=float(lz), log_z_se=float(lz_se),
+        risk=risk, risk_se=float(risk_se), kl=float(kl), kl_se=kl_se, log_z=float(lz), log_z_se=float(lz_se),
         log_z_estimator=lz_est, free_energy=float(problem.free_energy(risk, kl)),
-        free_energy_se=float(np.hypot(f_infl_se, lam * lz_se)),
+        free_energy_se=float(f_infl_se) if result.method != "grid" else 0.0,
         expected_psi=e_psi, mean=mean.tolist(), covariance=cov.tolist(),
         w2_squared_to_prior=float(w2.w2_squared), w2_estimator=w2.estimator, ess=ess,
-        residual=float(result.residual), converged=bool(result.converged), iterations=int(result.iterations),
-        solver=result.method)
+        residual=float(result.residual), residual_floor=_last(result.trace, "residual_floor"),
+        residual_p_value=_last(result.trace, "p_value"), converged=bool(result.converged),
+        iterations=int(result.iterations), solver=result.method)
     return out
+
+
+def _se(series, ess_of, extra_var: float = 0.0) -> float:
+    """Standard error of a mean from a per-draw influence series (ESS-corrected) plus an independent variance."""
+    v = np.var(series, ddof=1) / max(ess_of(series), 1.0)
+    return float(np.sqrt(v + extra_var))
+
+
+def _last(trace: dict, name: str):
+    v = trace.get(name)
+    return float(v[-1]) if v is not None and len(v) else None

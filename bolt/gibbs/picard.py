@@ -7,9 +7,13 @@
 solve. Chains are warm-started: iteration 0 runs warmup from γ_τ draws; later iterations continue
 from the previous chains' last state (positions, step size, mass matrix).
 
-Stopping: the residual is the kernel Stein discrepancy of the new draws against the score of their
-own Gibbs measure, ``s(w) = −w/τ − (β/τ)∇Ψ(w; µ̂)`` (MATH.md §2); the trace also records the sliced
-W2 between successive draws, the risk, KL and free energy.
+Stopping: the residual is the squared kernel Stein discrepancy (signed U-statistic) of the new
+draws against the score of their own Gibbs measure, ``s(w) = −w/τ − (β/τ)∇Ψ(w; µ̂)`` (MATH.md §2),
+tested against its own null distribution (a Markov-chain wild bootstrap,
+:func:`~bolt.estimators.ksd.ksd_test`): the solve has converged when the p-value is at least
+``tolerance`` in two successive iterations. Statistic and null scale together with the score, so
+the rule is the same at every β and τ. The trace also records the noise floor (the null's 95 %
+quantile), the p-value, the sliced W2 between successive draws, the risk, KL and free energy.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpyro.distributions as dist
 from numpyro.infer import MCMC, NUTS
 
 from bolt.errors import BoltError
-from bolt.estimators.ksd import ksd
+from bolt.estimators.ksd import ksd_test
 from bolt.gibbs._progress import count_compilations, progress
 from bolt.gibbs.mala import MALA
 from bolt.gibbs.result import SolveResult
@@ -35,7 +39,7 @@ from bolt.transport.w2 import w2_sliced
 
 __all__ = ["solve_picard", "gibbs_model"]
 
-TRACE_KEYS = ("residual", "w2_successive", "risk", "kl", "log_z", "free_energy", "accept_prob")
+TRACE_KEYS = ("residual", "residual_floor", "p_value", "w2_successive", "risk", "kl", "log_z", "free_energy", "accept_prob")
 
 
 def gibbs_model(problem: Problem):
@@ -83,9 +87,8 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
       particles: draws of Γ(µ_k) per iteration (``chains × particles/chains``).
       chains: vectorised chains.
       damping: α in (0, 1].
-      tolerance: stop when the mean of the last two KSD residuals falls below it (after
-        ``min_iterations``). The KSD of n exact draws is itself of order n^{-1/2}: keep the
-        tolerance above that floor.
+      tolerance: significance level of the fixed-point test: stop when the KSD test's p-value is
+        at least ``tolerance`` in two successive iterations (after ``min_iterations``).
       max_iterations: iteration cap; ``converged`` is False when it is hit first.
       warmup: warmup steps of the first inner run.
       inner_steps: MCMC steps per kept draw (thinning) in every inner run.
@@ -142,10 +145,12 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
 
     @jax.jit
     def diagnose(samples, fld, key):
-        """Residual, log Z (plain MC, trace only), KL, risk of the new draws, and the mixed field."""
+        """KSD test, log Z (plain MC, trace only), KL, risk of the new draws, and the mixed field."""
         new = problem.field(samples)
-        sub = samples[::stride]
-        residual = ksd(sub, problem.score(sub, new))
+        sub = samples.reshape(chains, draws, problem.d)[:, ::stride]
+        residual = ksd_test(jax.random.fold_in(key, 3), sub.reshape(-1, problem.d),
+                            problem.score(sub.reshape(-1, problem.d), new), chains=chains,
+                            correlation=_lag_one(sub))
         prior = jnp.sqrt(problem.tau) * jax.random.normal(key, (logz_samples, problem.d), samples.dtype)
         ell = -bt * problem.psi_field(prior, fld)
         lz = jax.scipy.special.logsumexp(ell) - jnp.log(logz_samples)
@@ -190,9 +195,11 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         samples = chain_draws.reshape(-1, problem.d)
         stats = {name: np.asarray(v) for name, v in out.items()}
 
-        residual, lz, kl, risk, fld_next = diagnose(jnp.asarray(samples), fld, jax.random.fold_in(kk, 1))
-        residual, lz, kl, risk = float(residual), float(lz), float(kl), float(risk)
+        test, lz, kl, risk, fld_next = diagnose(jnp.asarray(samples), fld, jax.random.fold_in(kk, 1))
+        residual, lz, kl, risk = float(test.statistic), float(lz), float(kl), float(risk)
         trace["residual"].append(residual)
+        trace["residual_floor"].append(float(test.floor))
+        trace["p_value"].append(float(test.p_value))
         trace["w2_successive"].append(np.nan if prev is None else w2_sliced(samples, prev, n_projections=50).w2)
         trace["risk"].append(risk)
         trace["kl"].append(kl)
@@ -202,7 +209,7 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         prev = samples
         last_field, fld = fld, fld_next
         bar.update(1)
-        bar.set_postfix(residual=f"{residual:.3g}")
+        bar.set_postfix(ksd2=f"{residual:.3g}", floor=f"{float(test.floor):.2g}", p=f"{float(test.p_value):.2f}")
         if on_iteration is not None:
             ck = {"iteration": k, "samples": samples, "mcmc_leaves": 0}
             ck.update({f"field_{n}": np.asarray(getattr(fld, n)) for n in Field._fields})
@@ -212,8 +219,8 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
             ck.update({f"mcmc_{i}": np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
                                                else x) for i, x in enumerate(leaves)})
             on_iteration(k, ck)
-        # the KSD of finitely many draws is noisy (~ n^{-1/2}): average the last two residuals
-        if k + 1 >= max(min_iterations, 2) and np.mean(trace["residual"][-2:]) < tolerance:
+        # a fixed point when the draws pass the KSD test against their own Gibbs measure twice running
+        if k + 1 >= max(min_iterations, 2) and min(trace["p_value"][-2:]) >= tolerance:
             converged = True
             break
     bar.close()
@@ -225,6 +232,15 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         field=last_field, converged=converged, iterations=k + 1,
         trace={n: np.asarray(v, np.float64) for n, v in trace.items()}, settings=settings,
         chains=chain_draws, sample_stats=stats, compilations=compiles)
+
+
+def _lag_one(chains_draws):
+    """Lag-one autocorrelation of MCMC draws ``(chain, draw, d)``: the largest over coordinates,
+    clipped to ``[0, 0.95]`` (the Markov-chain wild bootstrap's multiplier correlation)."""
+    x = chains_draws - jnp.mean(chains_draws, 1, keepdims=True)
+    num = jnp.sum(x[:, 1:] * x[:, :-1], (0, 1))
+    den = jnp.sum(x * x, (0, 1))
+    return jnp.clip(jnp.max(num / den), 0.0, 0.95)
 
 
 def _replace_all(old: Field, new: Field) -> Field:
