@@ -40,8 +40,8 @@ def cv_mean(values, features, ess_of=None) -> tuple[float, float, np.ndarray]:
     """Control-variate estimate of ``E[g]`` with its standard error.
 
     Least squares of ``values`` on ``[1, features]`` gives ``ĉ``; since ``E[h] = 0`` exactly, the
-    estimate is the mean of the adjusted series ``g − hᵀĉ``, and its standard error that residual's standard deviation over
-    ``sqrt(ESS)`` (``ess_of`` maps a series to its effective sample size; default: its length).
+    estimate is the mean of the adjusted series ``g − hᵀĉ``, and its standard error that series'
+    standard deviation over ``sqrt(ESS)`` (``ess_of`` maps a series to its effective sample size; default: its length).
 
     Returns:
       ``(estimate, se, adjusted_values)``.

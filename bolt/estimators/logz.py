@@ -148,7 +148,8 @@ def log_z_bridge(key, problem: Problem, fld: Field, draws, *, ess: float | None 
     effective) and ``n₁ = n`` draws of a normalised reference ``q``, and the ratio
     ``l(w) = γ_τ(w) e^{ℓ(w)} / q(w)``, the optimal bridge gives the fixed point
 
-    .. math:: \hat Z = \frac{\frac1{n_1}\sum_{q} l/(s_1 l + s_2 \hat Z)}{\frac1{n_2}\sum_{\Gamma} 1/(s_1 l + s_2 \hat Z)},
+    .. math:: \hat Z = \frac{\frac1{n_1}\sum_{q} l/(s_1 l + s_2 \hat Z)}
+       {\frac1{n_2}\sum_{\Gamma} 1/(s_1 l + s_2 \hat Z)},
        \quad s_i = n_i/(n_1 + n_2)
 
     (Meng & Wong 1996), iterated to convergence. The reference is either the Gaussian fit of the
@@ -174,8 +175,8 @@ def log_z_bridge(key, problem: Problem, fld: Field, draws, *, ess: float | None 
         Y = _prior_draws(key, problem, n).astype(X.dtype)
         lr, ref_var, infl = _bridge(ell(Y) - np.asarray(log_prior(Y)), lx_all - np.asarray(log_prior(X)), n2_eff,
                                     max_iterations)
-        return LogZ(float(lr), float(np.sqrt(ref_var + np.var(infl, ddof=1) / n2_eff)), "bridge sampling (prior reference)",
-                    infl, float(ref_var))
+        se = float(np.sqrt(ref_var + np.var(infl, ddof=1) / n2_eff))
+        return LogZ(float(lr), se, "bridge sampling (prior reference)", infl, float(ref_var))
     if reference != "gaussian":
         raise BoltError(f"log_z_bridge: reference must be 'gaussian' or 'prior', got {reference!r}")
     if n2 < 2 * (d + 2):

@@ -53,7 +53,7 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
     out: dict = {}
     if result.method == "grid":
         lz, lz_se, lz_est = result.settings["log_z"], 0.0, "grid quadrature"
-        e_psi, e_psi_se = float(wts @ psi), 0.0
+        e_psi = float(wts @ psi)
         risk, risk_se = float(problem.risk(Pj, jnp.asarray(wts))), 0.0
         ess = float("inf")
         f_infl_se = 0.0

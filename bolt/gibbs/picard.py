@@ -39,7 +39,8 @@ from bolt.transport.w2 import w2_sliced
 
 __all__ = ["solve_picard", "gibbs_model"]
 
-TRACE_KEYS = ("residual", "residual_floor", "p_value", "w2_successive", "risk", "kl", "log_z", "free_energy", "accept_prob")
+TRACE_KEYS = ("residual", "residual_floor", "p_value", "w2_successive", "risk", "kl", "log_z", "free_energy",
+              "accept_prob")
 
 
 def gibbs_model(problem: Problem):
