@@ -28,7 +28,9 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
     ``KL = −(β/τ) E Ψ − log Z`` is exact for Γ(µ_K). The estimators:
 
     - ``E Ψ``: the draws' mean with zero-variance Stein control variates
-      (:mod:`bolt.estimators.control_variates`; Γ(µ_K)'s score is known exactly);
+      (:mod:`bolt.estimators.control_variates`: polynomials up to the degree of
+      :func:`~bolt.estimators.control_variates.default_degree`; Γ(µ_K)'s score is known exactly),
+      which also reduce the variance of the other estimators' per-draw influence series;
     - log Z: bridge sampling between the draws and their Gaussian fit
       (:func:`~bolt.estimators.logz.log_z_bridge`);
     - R: the U-statistic (no 1/N Maurey bias), corrected by the same control variates applied to
@@ -41,7 +43,7 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
     included (it enters F only at second order). On the grid every quantity is exact quadrature
     and its standard error is 0.
     """
-    from bolt.estimators.control_variates import cv_mean, stein_features
+    from bolt.estimators.control_variates import cv_mean, default_degree, stein_features
     from bolt.estimators.logz import log_z_bridge
     from bolt.transport.w2 import w2_exact, w2_quantile_1d, w2_sliced
 
@@ -60,7 +62,7 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
     else:
         chains = result.chains.shape[0] if result.chains is not None else 1
         ess_of = lambda x: effective_sample_size(x, chains)
-        H = stein_features(P, np.asarray(problem.score(Pj, result.field)), degree=2 if problem.d <= 10 else 1)
+        H = stein_features(P, np.asarray(problem.score(Pj, result.field)), degree=default_degree(problem.d, len(P)))
         ess = ess_of(psi)
         e_psi, _, psi_adj = cv_mean(psi, H, ess_of)
         bridge = log_z_bridge(k1, problem, result.field, Pj, ess=ess, n=logz_samples)
@@ -68,12 +70,15 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
         own = np.asarray(problem.psi(Pj, Pj), np.float64)
         _, own_se, own_adj = cv_mean(own, H, ess_of)
         risk = float(problem.risk(Pj, unbiased=True)) - 2.0 * float(own.mean() - own_adj.mean())
-        risk_se = 2.0 * own_se
+        # the U-statistic's degenerate second-order term, left once the control variates have
+        # removed most of the first-order one: variance 2 E[K̄²]/(n(n−1)), K̄ the doubly centred kernel
+        var2 = _degenerate_variance(problem, P, ess)
+        risk_se = float(np.sqrt((2.0 * own_se) ** 2 + var2))
         _, _, f_adj = cv_mean(own - psi, H, ess_of)
         # KL and F share the draws with the bridge estimate of log Z: their per-draw influences
         # include log Z's, so the correlation is in the standard error
         kl_se = _se(-bt * psi_adj - bridge.influence, ess_of, bridge.reference_var)
-        f_infl_se = _se(f_adj - lam * bridge.influence, ess_of, lam**2 * bridge.reference_var)
+        f_infl_se = _se(f_adj - lam * bridge.influence, ess_of, lam**2 * bridge.reference_var + 0.25 * var2)
     kl = -bt * e_psi - lz
     if result.method == "grid":
         kl_se = 0.0
@@ -101,6 +106,16 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
         residual_p_value=_last(result.trace, "p_value"), converged=bool(result.converged),
         iterations=int(result.iterations), solver=result.method)
     return out
+
+
+def _degenerate_variance(problem: Problem, P: np.ndarray, n_eff: float, m: int = 600) -> float:
+    """``2 E[K̄(w, w')²] / (n(n − 1))`` from the doubly centred kernel on (at most) ``m`` of the draws."""
+    sub = jnp.asarray(P[:: max(1, len(P) // m)][:m])
+    K = np.asarray(problem.kernel(sub, sub), np.float64)
+    Kc = K - K.mean(0) - K.mean(1)[:, None] + K.mean()
+    off = Kc[~np.eye(len(Kc), dtype=bool)]
+    n = max(float(n_eff), 2.0)
+    return float(2.0 * np.mean(off**2) / (n * (n - 1.0)))
 
 
 def _se(series, ess_of, extra_var: float = 0.0) -> float:
