@@ -125,23 +125,26 @@ def _cmd_run(args) -> int:
     if not args.quiet:
         print_summary(summary, out)
         if (out / "bounds.json").is_file():
-            from bolt.bounds import Bound
             from bolt.io import load_json
+            from bolt.verdicts import Verdict
 
             print("  bounds (MATH.md §3):")
-            print_bounds([Bound(**b) for b in load_json(out / "bounds.json")])
+            print_bounds([Verdict.from_dict(b) for b in load_json(out / "bounds.json")])
     elif not summary["converged"]:
         print(f"bolt: warning: the solve did not converge (residual {summary['residual']:.3g})", file=sys.stderr)
     return 0
 
 
 def print_bounds(bounds) -> None:
-    """A table of bound checks."""
-    print(f"  {'check':<22} {'lhs':>11} {'rhs':>11} {'constant':>10}  holds")
+    """A table of verdicts: both sides with their errors, the outcome and the margin in SE units."""
+    print(f"  {'check':<22} {'lhs':>20} {'rhs':>20} {'constant':>10}  {'verdict':<16} margin")
     for b in bounds:
-        flag = "yes" if b.holds else "NO"
-        se = "" if b.lhs_se is None or b.lhs_se != b.lhs_se else f" ± {b.lhs_se:.2g}"
-        print(f"  {b.name:<22} {b.lhs:>11.4g} {b.rhs:>11.4g} {b.constant:>10.4g}  {flag}{se}")
+        def side(v, se):
+            return f"{v:.4g}" + ("" if se is None or se != se or se == 0 else f" ± {se:.2g}")
+        margin = "" if b.margin_se != b.margin_se else (
+            f"{b.margin_se:+.1f} SE" if abs(b.margin_se) < 1e6 else ("exact" if b.margin_se > 0 else "-inf"))
+        lhs = f"ratio {side(b.lhs, b.lhs_se)}" if b.kind == "rate" else side(b.lhs, b.lhs_se)
+        print(f"  {b.name:<22} {lhs:>20} {side(b.rhs, b.rhs_se):>20} {b.constant:>10.4g}  {b.outcome:<16} {margin}")
 
 
 def _cmd_bounds(args) -> int:

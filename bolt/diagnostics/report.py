@@ -264,10 +264,15 @@ def build_report(run_dir) -> str:
     if (run_dir / "bounds.json").is_file():
         brows = []
         for b in load_json(run_dir / "bounds.json"):
-            row = [b["name"], b["lhs"], b["rhs"], b["constant"], "yes" if b["holds"] else "NO", b["lhs_se"],
-                   b["rhs_se"], b["estimator"]]
-            brows.append(row + ([] if b["holds"] else ["__warn__"]))
-        parts.append(_table(brows, ["check", "lhs", "rhs", "constant", "holds", "lhs se", "rhs se", "estimator"]))
+            outcome = b.get("outcome", "holds" if b.get("holds") else "violated")
+            row = [b["name"], b["lhs"], b["rhs"], b["constant"], outcome, b.get("margin_se"), b["lhs_se"],
+                   b["rhs_se"], b["estimator"], b.get("note", "")]
+            brows.append(row + (["__warn__"] if outcome in ("violated", "inconclusive") else []))
+        parts.append("<p>Verdicts: <b>holds</b>/<b>violated</b> beyond two standard errors, <b>inconclusive</b> "
+                     "within them, <b>not informative</b> where the check cannot fail here, <b>rate</b> where the "
+                     "theory gives no constant (lhs is the measured ratio to the rate). Sources: docs/bounds.md.</p>")
+        parts.append(_table(brows, ["check", "lhs", "rhs", "constant", "verdict", "margin (SE)", "lhs se", "rhs se",
+                                    "estimator", "note"]))
     else:
         parts.append("<p>No bounds.json in this run (run <code>bolt bounds RUN_DIR</code>).</p>")
     parts.append("</section>")

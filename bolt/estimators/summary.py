@@ -9,7 +9,7 @@ import numpy as np
 from bolt.gibbs.result import SolveResult
 from bolt.problem.model import Problem
 
-__all__ = ["summarize", "effective_sample_size"]
+__all__ = ["summarize", "summarize_to_precision", "extend_draws", "effective_sample_size"]
 
 
 def effective_sample_size(values: np.ndarray, chains: int) -> float:
@@ -61,7 +61,9 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
         f_infl_se = 0.0
     else:
         chains = result.chains.shape[0] if result.chains is not None else 1
-        ess_of = lambda x: effective_sample_size(x, chains)
+        n_ind = int(result.settings.get("independent_draws", 0))  # trailing iid draws (extend_draws)
+        m = len(P) - n_ind
+        ess_of = lambda x: (effective_sample_size(x[:m], chains) if m else 0.0) + float(n_ind)
         H = stein_features(P, np.asarray(problem.score(Pj, result.field)), degree=default_degree(problem.d, len(P)))
         ess = ess_of(psi)
         e_psi, _, psi_adj = cv_mean(psi, H, ess_of)
@@ -127,3 +129,49 @@ def _se(series, ess_of, extra_var: float = 0.0) -> float:
 def _last(trace: dict, name: str):
     v = trace.get(name)
     return float(v[-1]) if v is not None and len(v) else None
+
+
+def extend_draws(key, problem: Problem, result: SolveResult, n_new: int, *, n_steps: int = 200) -> SolveResult:
+    """``result`` with ``n_new`` more draws of Γ(µ_K) appended (independent MALA chains of
+    :func:`~bolt.gibbs.refresh.gibbs_draws`, started at draws resampled from the current ones).
+
+    The new draws are counted as independent (``settings["independent_draws"]``); µ_K is unchanged.
+    """
+    from dataclasses import replace
+
+    from bolt.gibbs.refresh import gibbs_draws
+
+    P = np.asarray(result.particles)
+    k1, k2 = jax.random.split(key)
+    start = P[np.asarray(jax.random.choice(k1, len(P), (int(n_new),)))]
+    new = np.asarray(gibbs_draws(k2, problem, result.field, jnp.asarray(start), n_steps=n_steps).draws)
+    allp = np.concatenate([P, new])
+    settings = dict(result.settings, independent_draws=int(result.settings.get("independent_draws", 0)) + len(new))
+    return replace(result, particles=allp, weights=np.full(len(allp), 1.0 / len(allp)), settings=settings)
+
+
+def summarize_to_precision(key, problem: Problem, result: SolveResult, *, target_rel_se: float = 0.01,
+                           max_draws: int = 32_000, quantities=("kl", "free_energy"),
+                           logz_samples: int = 20_000) -> tuple[dict, SolveResult]:
+    """Summarize, drawing more from Γ(µ_K) (:func:`extend_draws`) until every quantity in
+    ``quantities`` has relative standard error at most ``target_rel_se``, or ``max_draws`` is reached.
+
+    Returns the summary (with ``target_rel_se``, ``precision_reached`` and ``draws``) and the
+    possibly extended result. The grid is exact and is returned as it is.
+    """
+    k0, key = jax.random.split(key)
+    s = summarize(k0, problem, result, logz_samples=logz_samples)
+    rounds = 0
+    while result.method != "grid":
+        rel = max(s[q + "_se"] / max(abs(s[q]), 1e-300) for q in quantities)
+        n = len(result.particles)
+        if rel <= target_rel_se or n >= max_draws:
+            break
+        want = int(np.ceil(n * ((rel / target_rel_se) ** 2 * 1.1 - 1.0)))
+        n_new = int(min(max(want, n // 4), max_draws - n))
+        result = extend_draws(jax.random.fold_in(key, 2 * rounds), problem, result, n_new)
+        s = summarize(jax.random.fold_in(key, 2 * rounds + 1), problem, result, logz_samples=logz_samples)
+        rounds += 1
+    rel = max(s[q + "_se"] / max(abs(s[q]), 1e-300) for q in quantities) if result.method != "grid" else 0.0
+    s.update(target_rel_se=target_rel_se, precision_reached=bool(rel <= target_rel_se), draws=len(result.particles))
+    return s, result
