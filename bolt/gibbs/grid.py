@@ -145,6 +145,7 @@ def solve_grid(key, problem: Problem, *, grid_points: int = 0, damping: float = 
         raise BoltError(f"solver.grid: invalid half-width {half!r}")
     requested = grid_points or DEFAULT_POINTS[d]
     needed = int(math.ceil(2.0 * half * MIN_POINTS_PER_SD / sd)) + 1
+    needed += 1 - needed % 2  # odd: the grid contains the origin
     points = max(requested, needed)
     if points > max_points:
         raise BoltError(
