@@ -1,0 +1,225 @@
+"""W2² standard errors (calibrated over seeds), no silent sliced fallback, the grid solver's extent and
+boundary checks, and the grid measure's W2² to γ_τ against closed forms (MATH.md §1, §3)."""
+
+import jax
+import numpy as np
+import pytest
+import scipy.linalg
+
+import bolt
+from bolt.errors import BoltError
+from bolt.problem.activations import custom_activation
+from bolt.solve import solve
+from bolt.testing import gaussian_w2_squared
+from bolt.transport.w2 import (
+    w2_debiased,
+    w2_exact,
+    w2_gaussian,
+    w2_grid_to_prior,
+    w2_quantile_1d,
+    w2_sliced,
+    w2_squared,
+)
+
+# σ(x; w) = ⟨w, x⟩: with a linear target f = ⟨a, x⟩, Ψ(w; µ) = ⟨Σ̂(m_µ − a), w⟩, so µ* = N(m, τI) with
+# m = (I + βΣ̂)⁻¹ βΣ̂ a (Σ̂ = the input sample's second moment) and W2²(µ*, γ_τ) = |m|² exactly.
+LINEAR = custom_activation(lambda x, w: x @ w, "linear", odd=True)
+
+
+def _linear_fixed_point(pb, a):
+    X = np.asarray(pb.X, np.float64)
+    S = X.T @ X / len(X)
+    d = len(a)
+    return np.linalg.solve(np.eye(d) + pb.beta * S, pb.beta * S @ np.asarray(a, np.float64))
+
+
+def _z_scores(estimator, d, mean, cov, tau, n, reps):
+    """z = (estimate − truth)/se over seeds 0..reps−1 (fixed, never tuned)."""
+    L = np.linalg.cholesky(cov)
+    truth = gaussian_w2_squared(mean, cov, tau)
+    z = []
+    for seed in range(reps):
+        rng = np.random.default_rng(seed)
+        x = mean + rng.normal(size=(n, d)) @ L.T
+        y = np.sqrt(tau) * rng.normal(size=(n, d))
+        est = estimator(x, y)
+        z.append((est.w2_squared - truth) / est.se)
+    return np.array(z)
+
+
+# ------------------------------------------------------------------ standard errors
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("mean, var", [(0.7, 0.5), (0.3, 2.0)])
+def test_quantile_1d_se_is_calibrated(mean, var):
+    """1-D quantile W2² of N(m, s²) vs γ_1: over 100 seeds the z-scores have sd ≈ 1 and mean ≈ 0.
+
+    With 100 replications the sd of z is estimated to ±7%, so [0.7, 1.4] is a ≥ 4σ band; the mean
+    of z has se 0.1, so |mean z| < 0.5 says the O(log n/n) bias is small against the se.
+    """
+    z = _z_scores(w2_quantile_1d, 1, np.array([mean]), np.array([[var]]), 1.0, 1000, 100)
+    assert 0.7 < z.std(ddof=1) < 1.4, z.std(ddof=1)
+    assert abs(z.mean()) < 0.5, z.mean()
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("d, reps, mean, cov", [
+    (2, 60, [0.6, -0.3], np.diag([0.3, 1.5])),
+    (3, 40, [0.6, -0.3, 0.2], np.diag([0.3, 1.5, 1.0])),
+])
+def test_debiased_se_is_calibrated(d, reps, mean, cov):
+    """Split-sample debiased exact-OT W2² of anisotropic N(m, S) vs γ_1: sd(z) ∈ [0.7, 1.4], mean z ≈ 0.
+
+    (The plain exact-OT estimate has mean z ≈ +0.6 in the d = 2 case at n = 1000: its upward bias is
+    a sizeable fraction of its se, which is why the debiased estimator is the one to report.)
+    """
+    est = lambda x, y: w2_debiased(x, y)[0]
+    z = _z_scores(est, d, np.array(mean), cov, 1.0, 1000, reps)
+    assert 0.7 < z.std(ddof=1) < 1.4, z.std(ddof=1)
+    assert abs(z.mean()) < 5 / np.sqrt(reps), z.mean()
+
+
+def test_debiased_returns_its_se_and_exact_has_one():
+    rng = np.random.default_rng(0)
+    x, y = 0.5 + rng.normal(size=(400, 2)), rng.normal(size=(400, 2))
+    est, se = w2_debiased(x, y)
+    assert se == est.se and 0 < se < 0.2
+    assert 0 < w2_exact(x, y).se < 0.2
+    assert 0 < w2_quantile_1d(x[:, 0], y[:, 0]).se < 0.2
+
+
+# ------------------------------------------------------------------ no silent sliced fallback
+
+
+def test_w2_squared_subsamples_instead_of_slicing():
+    """Above ``max_exact`` the estimate is exact OT on a subsample (said so), with the subsample's larger se."""
+    rng = np.random.default_rng(1)
+    tau, m = 0.5, np.array([0.8, 0.0, 0.0])
+    x = m + np.sqrt(tau) * rng.normal(size=(1200, 3))
+    y = np.sqrt(tau) * rng.normal(size=(1200, 3))
+    full = w2_squared(x, y, max_exact=2000)
+    sub = w2_squared(x, y, max_exact=300)
+    assert "sliced" not in sub.estimator and "subsample" in sub.estimator
+    assert full.estimator == "exact OT (POT emd)"
+    np.testing.assert_allclose(sub.se / full.se, np.sqrt(1200 / 300), rtol=0.3)
+    # W2², not sliced W2² (|m|²/3): within 5 se plus the upward small-sample bias of 300-point OT
+    assert abs(sub.w2_squared - m @ m) < 5 * sub.se + 0.25, sub
+    assert sub.w2_squared > 2 * (m @ m) / 3
+
+
+@pytest.mark.statistical
+def test_sliced_w2_is_a_different_quantity():
+    """Sliced W2² of N(m, τI) vs γ_τ is E_θ⟨θ, m⟩² = |m|²/d, not |m|² (within its se + the 1-D bias)."""
+    rng = np.random.default_rng(2)
+    d, tau, n = 3, 0.5, 4000
+    m = np.array([0.8, -0.4, 0.3])
+    x = m + np.sqrt(tau) * rng.normal(size=(n, d))
+    y = np.sqrt(tau) * rng.normal(size=(n, d))
+    s = w2_sliced(x, y)
+    assert "sliced" in s.estimator and "not W2" in s.estimator
+    bias_bound = 4 * tau * np.log(n) / n  # 1-D empirical W2² bias is O(log n / n)
+    assert abs(s.w2_squared - m @ m / d) < 5 * s.se + bias_bound, (s, m @ m / d)
+    assert m @ m - s.w2_squared > 10 * s.se  # power: it is far from W2² itself
+
+
+@pytest.mark.statistical
+def test_w2_gaussian_anisotropic_closed_form():
+    """Closed form vs the general Gaussian formula (sqrtm) and vs a large-sample debiased estimate."""
+    tau = 0.7
+    R = np.array([[np.cos(0.6), -np.sin(0.6)], [np.sin(0.6), np.cos(0.6)]])
+    S = R @ np.diag([0.2, 1.8]) @ R.T  # anisotropic, not axis-aligned
+    m = np.array([0.5, -0.4])
+    cf = w2_gaussian(m, S, tau)
+    assert cf.se == 0.0
+    general = m @ m + np.trace(S) + 2 * tau - 2 * np.trace(scipy.linalg.sqrtm(np.sqrt(tau) * S * np.sqrt(tau))).real
+    np.testing.assert_allclose(cf.w2_squared, general, rtol=1e-12)
+    np.testing.assert_allclose(cf.w2_squared, gaussian_w2_squared(m, S, tau), rtol=1e-14)
+    rng = np.random.default_rng(3)
+    x = m + rng.normal(size=(3000, 2)) @ np.linalg.cholesky(S).T
+    y = np.sqrt(tau) * rng.normal(size=(3000, 2))
+    est, se = w2_debiased(x, y)
+    assert abs(est.w2_squared - cf.w2_squared) < 5 * se, (est, cf)
+
+
+# ------------------------------------------------------------------ grid solver: extent, boundary, resolution
+
+
+def test_grid_points_guard():
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=1.0, tau=0.5)
+    for pts in (1, 2, -1):
+        with pytest.raises(BoltError, match="solver.grid_points"):
+            solve(pb, "grid", grid_points=pts)
+
+
+def test_grid_large_linear_target_erf():
+    """erf, f(x) = 20x, τ = 0.1: the mean agrees with a much finer grid on a window chosen by hand;
+    the boundary mass is recorded and negligible."""
+    pb = bolt.make_problem("erf", bolt.Linear([20.0]), beta=1.0, tau=0.1)
+    res = solve(pb, "grid")
+    ref = solve(pb, "grid", grid_points=2001, half_width=6.0)
+    assert res.converged and res.settings["boundary_mass"] <= 1e-10
+    assert res.settings["half_width"] >= 0.1 ** 0.5 * 9 + 20 * 2 / np.sqrt(np.pi)  # β·G with G = 2|a|/√π
+    np.testing.assert_allclose(res.mean(), ref.mean(), atol=1e-10)
+    assert 1.5 < res.mean()[0] < 1.6
+
+
+def test_grid_unbounded_unit_reaches_its_fixed_point():
+    """σ = ⟨w, x⟩, f = 20x, τ = 0.1: µ* = N(m, τ) with m ≈ 10. The old half-width (9√τ + 2β = 4.85)
+    pinned the mean at the edge and still reported converged; now it is exact."""
+    pb = bolt.make_problem(LINEAR, bolt.Linear([20.0]), beta=1.0, tau=0.1)
+    m = _linear_fixed_point(pb, [20.0])
+    res = solve(pb, "grid")
+    assert res.converged and res.settings["boundary_mass"] <= 1e-10
+    np.testing.assert_allclose(res.mean(), m, atol=1e-10)
+    np.testing.assert_allclose(res.covariance(), [[0.1]], atol=1e-10)
+
+
+def test_grid_widens_when_mass_reaches_the_boundary():
+    pb = bolt.make_problem(LINEAR, bolt.Linear([20.0]), beta=1.0, tau=0.1)
+    m = _linear_fixed_point(pb, [20.0])
+    res = solve(pb, "grid", half_width=4.0, grid_points=201)
+    assert res.settings["widenings"] > 0 and res.settings["boundary_mass"] <= 1e-10
+    np.testing.assert_allclose(res.mean(), m, atol=1e-10)
+    with pytest.raises(BoltError, match="solver.grid_points.*boundary"):
+        solve(pb, "grid", half_width=4.0, grid_points=201, max_widenings=0)
+
+
+def test_grid_refines_a_narrow_fixed_point():
+    """erf, f = 20x, β = 5, τ = 0.1: µ* (sd 0.16) is much narrower than the bound-sized grid's cells at
+    the default points; the grid is refined until ≥ 2 points per posterior sd (1e-8 error otherwise)."""
+    pb = bolt.make_problem("erf", bolt.Linear([20.0]), beta=5.0, tau=0.1)
+    res = solve(pb, "grid")
+    ref = solve(pb, "grid", grid_points=2001, half_width=6.0)
+    assert res.settings["refinements"] > 0 and res.settings["points_per_posterior_sd"] >= 2
+    np.testing.assert_allclose(res.mean(), ref.mean(), atol=1e-10)
+
+
+# ------------------------------------------------------------------ W2² of the grid measure to γ_τ
+
+
+def test_grid_w2_to_prior_d1_is_exact_quadrature():
+    pb = bolt.make_problem(LINEAR, bolt.Linear([0.8]), beta=1.0, tau=0.5)
+    m = _linear_fixed_point(pb, [0.8])
+    res = solve(pb, "grid")
+    est = w2_grid_to_prior(res.particles, res.weights, pb.tau)
+    assert est.se == 0.0
+    np.testing.assert_allclose(est.w2_squared, m @ m, atol=1e-10)
+
+
+@pytest.mark.statistical
+def test_grid_w2_to_prior_d2_consistent_and_lattice_ot_biased():
+    """d = 2, µ* = N(m, τI): the jittered-draw debiased estimate is within 4 se of |m|²; the old
+    lattice-to-lattice exact OT (grid measure vs grid-discretised prior) misses by more than 4 of
+    those se (power check), on a coarse but legal grid (≈ 2 points per prior sd)."""
+    tau = 1.0
+    pb = bolt.make_problem(LINEAR, bolt.Linear([0.5, 0.3]), beta=1.0, tau=tau)
+    m = _linear_fixed_point(pb, [0.5, 0.3])
+    res = solve(pb, "grid", grid_points=41)
+    np.testing.assert_allclose(res.mean(), m, atol=1e-12)
+    P, w = res.particles, res.weights
+    est = w2_grid_to_prior(P, w, tau, key=jax.random.PRNGKey(0), n=4000)
+    assert abs(est.w2_squared - m @ m) < 4 * est.se, (est, m @ m)
+    prior_w = np.exp(-np.sum(P * P, 1) / (2 * tau))
+    old = w2_exact(P, P, w, prior_w / prior_w.sum())
+    assert old.w2_squared - m @ m > 4 * est.se, (old.w2_squared, m @ m, est.se)
