@@ -150,6 +150,7 @@ def _realizable_terms(c, a, rule, xp, dawsn):
     return e, g, dg, beta, aq
 
 
+@jax.jit
 def realizable_ftilde(w: Array, rule: RealizableRule) -> Array:
     r"""f̃(w) = −E_{v~N(m,τI)} K(w, v) = −E_X[f(X) erf(⟨w,X⟩)] for ``f = f̂(·; N(m, τI))``.
 
@@ -183,6 +184,7 @@ def realizable_ftilde(w: Array, rule: RealizableRule) -> Array:
     return -c * jnp.sum(e * g, axis=1)
 
 
+@jax.jit
 def realizable_ftilde_grad(w: Array, rule: RealizableRule) -> Array:
     r"""``∇_w f̃`` of :func:`realizable_ftilde` for every row of ``w`` ``(n, d)``, in closed form.
 
