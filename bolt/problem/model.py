@@ -4,7 +4,9 @@ Two evaluation routes, chosen automatically:
 
 - ``"arcsine"`` — σ = erf, inputs N(0, I_d), target a teacher / linear / realizable function:
   closed-form arcsine kernel and its analytic gradient,
-  ``Ψ(w; µ) = f̃(w) + Σ_i a_i K(w, w_i)``, chunked over rows so memory stays bounded.
+  ``Ψ(w; µ) = f̃(w) + Σ_i a_i K(w, w_i)``, chunked over rows so memory stays bounded. For a
+  realizable target f̃ and R0 are one- and two-dimensional quadratures of the exact f
+  (:func:`~bolt.problem.kernels.realizable_ftilde`, error below 1e-12).
 - ``"expectation"`` — everything else: π is a fixed sample ``X`` ``(n_x, p)`` with values
   ``Y = f(X)``, and ``Ψ(w; µ) = (1/n_x) Σ_j (f̂(X_j; µ) − Y_j) σ(X_j; w)``. Cost
   ``O(n_x (N + M))``; no ``N × M`` matrix is ever built.
@@ -29,11 +31,16 @@ from bolt._chunk import MAX_BLOCK_ELEMENTS, block_size, map_rows, sum_over_rows
 from bolt.errors import BoltError
 from bolt.problem.activations import Activation, get_activation
 from bolt.problem.kernels import (
+    RealizableRule,
     arcsine_kernel,
     arcsine_kernel_diag,
     arcsine_kernel_grad,
     linear_ftilde,
     linear_ftilde_grad,
+    realizable_ftilde,
+    realizable_ftilde_grad,
+    realizable_r0,
+    realizable_rule,
 )
 from bolt.problem.spec import (
     CallableTarget,
@@ -114,6 +121,7 @@ class Problem:
     _nodes: Array | None = field(default=None, repr=False)
     _coefs: Array | None = field(default=None, repr=False)
     _linear_a: Array | None = field(default=None, repr=False)
+    _realizable: RealizableRule | None = field(default=None, repr=False)
     _r0: float | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ basics
@@ -146,7 +154,7 @@ class Problem:
             if self.activation.name == "erf_bias":
                 num = m[0] + X @ m[1:]
                 return erf(num / jnp.sqrt(1.0 + 2.0 * self.tau * (1.0 + jnp.sum(X * X, -1))))
-            nodes, coefs = self._realizable_nodes(X.dtype)
+            nodes, coefs = self._realizable_nodes(X.dtype)  # other units: the `nodes`-draw network
             return self.sigma(X, nodes) @ coefs
         if isinstance(t, CallableTarget):
             return jax.vmap(t.fn)(X)
@@ -193,6 +201,9 @@ class Problem:
         if self.route == "arcsine":
             if self._linear_a is not None:
                 return linear_ftilde(W, self._linear_a.astype(W.dtype))
+            if self._realizable is not None:
+                rule = self._realizable
+                return map_rows(lambda B: realizable_ftilde(B, rule), W, block_size(rule.q.shape[0], self.max_block))
             kern = lambda B: arcsine_kernel(B, self._nodes.astype(W.dtype)) @ self._coefs.astype(W.dtype)
             return -map_rows(kern, W, block_size(self._nodes.shape[0], self.max_block))
         Y = self.Y.astype(W.dtype)
@@ -241,6 +252,10 @@ class Problem:
             g = map_rows(lambda B: arcsine_kernel_grad(B, P, a), W, block_size(P.shape[0], self.max_block))
             if self._linear_a is not None:
                 return g + linear_ftilde_grad(W, self._linear_a.astype(W.dtype))
+            if self._realizable is not None:
+                rule = self._realizable
+                return g + map_rows(lambda B: realizable_ftilde_grad(B, rule), W,
+                                    block_size(rule.q.shape[0], self.max_block))
             nodes, c = self._nodes.astype(W.dtype), self._coefs.astype(W.dtype)
             return g - map_rows(lambda B: arcsine_kernel_grad(B, nodes, c), W,
                                 block_size(nodes.shape[0], self.max_block))
@@ -269,6 +284,8 @@ class Problem:
             return jnp.mean(self.Y ** 2)
         if self._linear_a is not None:
             return jnp.sum(self._linear_a ** 2)
+        if self._realizable is not None:
+            return jnp.asarray(realizable_r0(self._realizable, self.tau))
         V, c = self._nodes, self._coefs
         quad = map_rows(lambda B: arcsine_kernel(B, V) @ c, V, block_size(V.shape[0], self.max_block))
         return jnp.sum(c * quad)
@@ -458,7 +475,7 @@ def make_problem(activation="erf", target=None, *, dim: int | None = None, input
         elif isinstance(target, Teacher):
             pb._nodes, pb._coefs = jnp.asarray(target.weights), jnp.asarray(target.coefficients)
         else:
-            pb._nodes, pb._coefs = pb._realizable_nodes(jnp.result_type(float))
+            pb._realizable = realizable_rule(target.mean, float(tau))
         pb._r0 = float(pb.R0())
         return pb
 

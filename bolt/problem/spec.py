@@ -162,8 +162,10 @@ class Linear:
 class Realizable:
     """f = f̂(·; N(mean, τI)), realizable by µ° = N(mean, τI) with KL(µ°‖γ_τ) = |mean|²/(2τ).
 
-    ``nodes`` is the number of fixed draws of N(mean, τI) (antithetic pairs) used where f̃ has no
-    closed form (the arcsine route, and activations other than erf / erf_bias).
+    ``nodes`` is used only by units other than erf / erf_bias (tanh, custom): there f is the network
+    of ``nodes`` fixed antithetic draws of N(mean, τI). For erf and erf_bias f is exact
+    (``erf(⟨m,x⟩/sqrt(1 + 2τ|x|²))``, resp. with the bias), and on the arcsine route f̃ and R0 are
+    deterministic quadratures of that exact f; ``nodes`` is then ignored.
     """
 
     mean: np.ndarray
