@@ -203,23 +203,17 @@ def corollary(problem, lazy_reps: list[dict], risk_star: float, n: int, l_sigma:
     return out
 
 
-def _w2_with_se(key, problem, P, w, grid: bool):
-    from bolt.transport.w2 import w2_quantile_1d, w2_squared
+def _w2_with_se(key, problem, P, w, grid: bool, ess=None):
+    """W2²(µ*, γ_τ) with its standard error: grid quadrature/draws, 1-D quantiles, or debiased exact OT."""
+    from bolt.transport.w2 import w2_debiased, w2_grid_to_prior, w2_quantile_1d
 
     if grid:
-        prior_w = np.exp(-np.sum(P * P, 1) / (2 * problem.tau))
-        prior_w /= prior_w.sum()
-        est = w2_quantile_1d(P, P, w, prior_w) if problem.d == 1 else w2_squared(P, P, w, prior_w)
-        return est.w2_squared, 0.0, est.estimator
-    prior = np.sqrt(problem.tau) * np.asarray(jax.random.normal(key, P.shape))
-    if problem.d == 1:
-        est = w2_squared(P, prior)
-        halves = [w2_squared(P[i::2], prior[i::2]).w2_squared for i in range(2)]
-        return est.w2_squared, float(abs(halves[0] - halves[1]) / 2), est.estimator + " (se from 2 splits)"
-    from bolt.transport.w2 import w2_debiased
-
-    est, se = w2_debiased(P, prior)
-    return est.w2_squared, se, est.estimator
+        est = w2_grid_to_prior(P, w, problem.tau, key=key)
+    else:
+        prior = np.sqrt(problem.tau) * np.asarray(jax.random.normal(key, P.shape))
+        ess = None if ess is None or not np.isfinite(ess) else ess
+        est = w2_quantile_1d(P, prior, ess_x=ess) if problem.d == 1 else w2_debiased(P, prior, ess_x=ess)[0]
+    return est.w2_squared, est.se, est.estimator
 
 
 def evaluate_bounds(key, problem, particles, weights, summary: dict, *, grid: bool = False, delta: float = 0.05,
@@ -245,7 +239,7 @@ def evaluate_bounds(key, problem, particles, weights, summary: dict, *, grid: bo
     gsq_se = 0.0 if grid else float(gsq.std(ddof=1) / np.sqrt(ess))
     support = w > 1e-12 * w.max()
     l_star = float(np.sqrt(gsq[support].max()))
-    w2sq, w2se, w2est = _w2_with_se(keys[0], problem, P, w, grid)
+    w2sq, w2se, w2est = _w2_with_se(keys[0], problem, P, w, grid, None if grid else ess)
     kl, kl_se = summary["kl"], summary.get("kl_se", 0.0)
     consts = problem.constants()
     out = [kl_bound(problem, kl, kl_se, gsq_mean, gsq_se),

@@ -45,7 +45,7 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
     """
     from bolt.estimators.control_variates import cv_mean, default_degree, stein_features
     from bolt.estimators.logz import log_z_bridge
-    from bolt.transport.w2 import w2_exact, w2_quantile_1d, w2_sliced
+    from bolt.transport.w2 import w2_debiased, w2_grid_to_prior, w2_quantile_1d
 
     P, wts = np.asarray(result.particles), np.asarray(result.weights)
     k1, k2 = jax.random.split(key)
@@ -87,23 +87,20 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
     mean = wts @ P
     cov = (wts[:, None] * (P - mean)).T @ (P - mean)
 
-    # W2²(µ*, γ_τ)
+    # W2²(µ*, γ_τ): consistent estimators with first-order standard errors (never sliced W2²)
     if result.method == "grid":
-        prior_w = np.exp(-np.sum(P * P, 1) / (2 * problem.tau))
-        prior_w /= prior_w.sum()
-        w2 = w2_quantile_1d(P, P, wts, prior_w) if problem.d == 1 else (
-            w2_exact(P, P, wts, prior_w) if len(P) <= 5000 else w2_sliced(P, P, wts, prior_w))
+        w2 = w2_grid_to_prior(P, wts, problem.tau, key=k2)
     else:
         prior = np.sqrt(problem.tau) * np.asarray(jax.random.normal(k2, P.shape))
-        w2 = w2_quantile_1d(P, prior) if problem.d == 1 else (
-            w2_exact(P, prior) if len(P) <= 5000 else w2_sliced(P, prior))
+        w2 = (w2_quantile_1d(P, prior, ess_x=ess) if problem.d == 1 else w2_debiased(P, prior, ess_x=ess)[0])
     risk = float(risk)
     out.update(
         risk=risk, risk_se=float(risk_se), kl=float(kl), kl_se=kl_se, log_z=float(lz), log_z_se=float(lz_se),
         log_z_estimator=lz_est, free_energy=float(problem.free_energy(risk, kl)),
         free_energy_se=float(f_infl_se) if result.method != "grid" else 0.0,
         expected_psi=e_psi, mean=mean.tolist(), covariance=cov.tolist(),
-        w2_squared_to_prior=float(w2.w2_squared), w2_estimator=w2.estimator, ess=ess,
+        w2_squared_to_prior=float(w2.w2_squared), w2_squared_to_prior_se=float(w2.se), w2_estimator=w2.estimator,
+        ess=ess,
         residual=float(result.residual), residual_floor=_last(result.trace, "residual_floor"),
         residual_p_value=_last(result.trace, "p_value"), converged=bool(result.converged),
         iterations=int(result.iterations), solver=result.method)
