@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import zlib
 from pathlib import Path
 
 from bolt.errors import ResultsError
@@ -43,7 +44,7 @@ def run_config(cfg: dict, out: str | Path, *, resume: bool = False, quiet: bool 
     import jax
 
     from bolt.config import dump_toml, load_config, problem_from_config
-    from bolt.estimators.summary import summarize
+    from bolt.estimators.summary import summarize, summarize_to_precision
     from bolt.io import atomic_write_text, load_checkpoint, save_checkpoint, save_results, to_inference_data, write_json
     from bolt.solve import solve
 
@@ -68,8 +69,14 @@ def run_config(cfg: dict, out: str | Path, *, resume: bool = False, quiet: bool 
         kwargs.update(checkpoint=ck, on_iteration=lambda k, data: save_checkpoint(out / "checkpoint.npz", data),
                       progress_bar=(not quiet) and sys.stderr.isatty())
     result = solve(problem, s["method"], seed=s["seed"], **kwargs)
-    summary = summarize(jax.random.fold_in(jax.random.PRNGKey(s["seed"]), 7), problem, result,
-                        logz_samples=s["logz_samples"])
+    # the estimators' randomness is independent across solvers run with the same seed
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(s["seed"]), 7), zlib.crc32(s["method"].encode()))
+    o = cfg["output"]
+    if o["target_rel_se"] > 0:
+        summary, result = summarize_to_precision(key, problem, result, target_rel_se=o["target_rel_se"],
+                                                 max_draws=o["max_draws"], logz_samples=s["logz_samples"])
+    else:
+        summary = summarize(key, problem, result, logz_samples=s["logz_samples"])
     summary.update(seed=s["seed"], versions=_versions(), problem=problem.describe(),
                    constants=problem.constants(), compilations=list(result.compilations))
     save_results(out / "results.nc", to_inference_data(result, problem))
@@ -92,17 +99,25 @@ def run_config(cfg: dict, out: str | Path, *, resume: bool = False, quiet: bool 
     return summary
 
 
+def _residual(summary: dict) -> str:
+    floor, p = summary.get("residual_floor"), summary.get("residual_p_value")
+    if floor is None or p is None:
+        return f"{summary['residual']:.4g}"
+    return f"{summary['residual']:.3g} (noise floor {floor:.2g}, p = {p:.2f})"
+
+
 def print_summary(summary: dict, out: Path) -> None:
     """A human-readable table of a run's headline numbers."""
     conv = "yes" if summary["converged"] else "NO (stopping rule not met; see residual)"
     rows = [
         ("solver", summary["solver"]), ("converged", conv), ("iterations", summary["iterations"]),
-        ("residual", f"{summary['residual']:.4g}"),
+        ("residual (KSD^2)", _residual(summary)),
         ("risk R(mu*)", f"{summary['risk']:.5g} ± {summary['risk_se']:.2g}"),
         ("KL(mu*|gamma)", f"{summary['kl']:.5g} ± {summary['kl_se']:.2g}"),
         ("log Z", f"{summary['log_z']:.5g} ± {summary['log_z_se']:.2g} ({summary['log_z_estimator']})"),
         ("free energy F", f"{summary['free_energy']:.5g} ± {summary['free_energy_se']:.2g}"),
-        ("W2^2(mu*, gamma)", f"{summary['w2_squared_to_prior']:.4g} ({summary['w2_estimator']})"),
+        ("W2^2(mu*, gamma)", f"{summary['w2_squared_to_prior']:.4g} ± {summary.get('w2_squared_to_prior_se', 0):.2g} "
+                             f"({summary['w2_estimator']})"),
         ("mean", "[" + ", ".join(f"{x:.4g}" for x in summary["mean"]) + "]"),
         ("seed", summary["seed"]),
     ]

@@ -54,7 +54,7 @@ DEFAULT_CONFIG: dict = {
         "logz_samples": 20000,
         "kernel": "mala",
     },
-    "output": {"report": True, "bounds": True},
+    "output": {"report": True, "bounds": True, "target_rel_se": 0.0, "max_draws": 32000},
 }
 
 _TARGET_KEYS = {
@@ -74,7 +74,8 @@ _TYPES = {
     ("solver", "inner_steps"): int, ("solver", "step_size"): float, ("solver", "adapt"): bool,
     ("solver", "horizon"): float, ("solver", "buffer"): int, ("solver", "grid_points"): int,
     ("solver", "logz_samples"): int, ("solver", "kernel"): str,
-    ("output", "report"): bool, ("output", "bounds"): bool,
+    ("output", "report"): bool, ("output", "bounds"): bool, ("output", "target_rel_se"): float,
+    ("output", "max_draws"): int,
 }
 
 
@@ -140,6 +141,13 @@ def resolve_config(raw: dict | None) -> dict:
         raise ConfigError(f"solver.damping: must be in (0, 1], got {s['damping']}")
     if s["tolerance"] <= 0 or s["horizon"] <= 0 or s["step_size"] < 0:
         raise ConfigError("solver.tolerance and solver.horizon must be > 0, solver.step_size >= 0")
+    if s["method"] != "grid" and s["tolerance"] >= 1:
+        raise ConfigError(f"solver.tolerance: the significance level of the fixed-point test must be in (0, 1), "
+                          f"got {s['tolerance']}")
+    if not 0.0 <= out["output"]["target_rel_se"] < 1.0:
+        raise ConfigError(f"output.target_rel_se: must be in [0, 1), got {out['output']['target_rel_se']}")
+    if out["output"]["max_draws"] < 1:
+        raise ConfigError(f"output.max_draws: must be at least 1, got {out['output']['max_draws']}")
     if s["particles"] % s["chains"] and s["method"].startswith("picard"):
         raise ConfigError(f"solver.particles: {s['particles']} is not a multiple of solver.chains = {s['chains']}")
     for key in ("beta", "tau"):

@@ -111,7 +111,7 @@ def log_z(key, problem: Problem, fld: Field, n: int = 20_000, oscillation_thresh
 
 def _log_gaussian(W, mean, chol):
     """log N(W; mean, L Lᵀ) for rows of ``W``."""
-    z = jax.scipy.linalg.solve_triangular(chol, (W - mean).T, lower=True)
+    z = jax.scipy.linalg.solve_triangular(chol, (W - mean[None, :]).T, lower=True)
     d = W.shape[1]
     return -0.5 * jnp.sum(z * z, 0) - jnp.sum(jnp.log(jnp.diag(chol))) - 0.5 * d * jnp.log(2 * jnp.pi)
 
@@ -188,7 +188,7 @@ def log_z_bridge(key, problem: Problem, fld: Field, draws, *, ess: float | None 
         Xf = X[fit]
         mean = jnp.mean(Xf, 0)
         chol = jnp.linalg.cholesky(jnp.atleast_2d(jnp.cov(Xf.T)) + 1e-10 * tau * jnp.eye(d))
-        Y = mean + jax.random.normal(jax.random.fold_in(key, i), (n // 2, d), X.dtype) @ chol.T
+        Y = mean[None, :] + jax.random.normal(jax.random.fold_in(key, i), (n // 2, d), X.dtype) @ chol.T
         lr, rv, inf = _bridge(ell(Y) - np.asarray(_log_gaussian(Y, mean, chol)),
                               lx_all[use] - np.asarray(_log_gaussian(X[use], mean, chol)),
                               n2_eff * len(use) / n2, max_iterations)

@@ -128,7 +128,7 @@ def _last(trace: dict, name: str):
     return float(v[-1]) if v is not None and len(v) else None
 
 
-def extend_draws(key, problem: Problem, result: SolveResult, n_new: int, *, n_steps: int = 200) -> SolveResult:
+def extend_draws(key, problem: Problem, result: SolveResult, n_new: int, *, n_steps: int = 60) -> SolveResult:
     """``result`` with ``n_new`` more draws of Γ(µ_K) appended (independent MALA chains of
     :func:`~bolt.gibbs.refresh.gibbs_draws`, started at draws resampled from the current ones).
 
@@ -164,7 +164,8 @@ def summarize_to_precision(key, problem: Problem, result: SolveResult, *, target
         n = len(result.particles)
         if rel <= target_rel_se or n >= max_draws:
             break
-        want = int(np.ceil(n * ((rel / target_rel_se) ** 2 * 1.1 - 1.0)))
+        ess = float(s["ess"]) if np.isfinite(s["ess"]) else float(n)
+        want = int(np.ceil(ess * ((rel / target_rel_se) ** 2 * 1.1 - 1.0)))  # new draws count as independent
         n_new = int(min(max(want, n // 4), max_draws - n))
         result = extend_draws(jax.random.fold_in(key, 2 * rounds), problem, result, n_new)
         s = summarize(jax.random.fold_in(key, 2 * rounds + 1), problem, result, logz_samples=logz_samples)
