@@ -148,7 +148,8 @@ def follmer_drift_samples(W, t, particles, weights, tau, *, max_block: int = 1 <
     .. math:: b(w, t) = \frac{E[Y \mid W_t = w] - w}{1 - t},\quad
               P(Y = y_j \mid W_t = w) \propto a_j\, \mathcal N(w; t y_j, \tau t (1 - t) I)
 
-    Defined for ``t < 1`` (at ``t = 0`` it is the mean of the particles). Chunked over positions so
+    Defined for ``t < 1``; at ``t = 0`` the posterior is the exponential tilt ``∝ a_j exp(⟨w, y_j⟩/τ)`` (the mean
+    of the particles at ``w = 0``). Chunked over positions so
     that at most ``max_block`` entries of the ``n × m`` weight matrix are alive.
 
     Returns:
@@ -163,12 +164,12 @@ def follmer_drift_samples(W, t, particles, weights, tau, *, max_block: int = 1 <
     if a.shape != (Y.shape[0],):
         raise BoltError(f"weights: expected shape ({Y.shape[0]},), got {tuple(a.shape)}")
     log_a = jnp.log(a)
-    var = jnp.maximum(tau * t * (1.0 - t), jnp.finfo(W.dtype).tiny)  # t = 0: every W is 0, all logits equal
+    y_sq = 0.5 * t * jnp.sum(Y * Y, 1)
 
     def block(Wb):
-        tY = t * Y
-        sq = jnp.sum(Wb * Wb, 1)[:, None] - 2.0 * Wb @ tY.T + jnp.sum(tY * tY, 1)[None, :]
-        p = jax.nn.softmax(log_a[None, :] - jnp.maximum(sq, 0.0) / (2.0 * var), axis=1)
+        # log N(w; t y, τt(1−t)) = (⟨w, y⟩ − t|y|²/2)/(τ(1−t)) + terms free of y: finite at t = 0,
+        # where the posterior is the exponential tilt a_j exp(⟨w, y_j⟩/τ)
+        p = jax.nn.softmax(log_a[None, :] + (Wb @ Y.T - y_sq[None, :]) / (tau * (1.0 - t)), axis=1)
         b = (p @ Y - Wb) / (1.0 - t)
         return jnp.concatenate([b, (1.0 / jnp.sum(p * p, 1))[:, None]], 1)
 

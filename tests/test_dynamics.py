@@ -1,0 +1,177 @@
+"""The path measure (MATH.md §4): Föllmer drift, the controlled SDE, bridge paths, costs, Schrödinger bridge.
+
+Tolerances are k = 5 standard errors from the CLT or the delta method (STYLE.md §5), never tuned seeds.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bolt.dynamics.costs import control_energy
+from bolt.dynamics.follmer import Potential, follmer_drift_potential, follmer_drift_samples
+from bolt.dynamics.gaussian import (
+    gaussian_control_energy,
+    gaussian_entropic_ot,
+    gaussian_follmer_drift,
+    gaussian_marginal,
+    gaussian_potential,
+)
+from bolt.dynamics.path import bridge_paths_from_zero, brownian_bridge_paths
+from bolt.dynamics.sde import function_drift, potential_drift, samples_drift, simulate
+from bolt.errors import BoltError
+from bolt.testing import assert_close_z
+
+K = 5.0
+M_G, S2_G, TAU_G, BETA_G = np.array([0.5, -0.3]), 0.3, 0.5, 1.0  # Gaussian target N(m, s² I) in d = 2
+W_PTS = jnp.array([[0.0, 0.0], [0.3, -0.2], [-0.5, 0.8]])
+
+
+def _gauss_pot():
+    return Potential(*gaussian_potential(M_G, S2_G, BETA_G, TAU_G))
+
+
+def test_gaussian_closed_forms_limits():
+    """b(0, 0) = E W_1 = m; b(w, 1) = −β∇Ψ(w); W_1 ~ N(m, s²); energy = τ KL."""
+    pot = _gauss_pot()
+    np.testing.assert_allclose(gaussian_follmer_drift(jnp.zeros((1, 2)), 0.0, M_G, S2_G, TAU_G)[0], M_G)
+    np.testing.assert_allclose(gaussian_follmer_drift(W_PTS, 1.0, M_G, S2_G, TAU_G), -BETA_G * pot.grad_psi(W_PTS),
+                               rtol=1e-12)
+    mu, v = gaussian_marginal(1.0, M_G, S2_G, TAU_G)
+    np.testing.assert_allclose(mu, M_G)
+    assert v == pytest.approx(S2_G)
+    kl = 0.5 * (2 * S2_G / TAU_G + M_G @ M_G / TAU_G - 2 - 2 * np.log(S2_G / TAU_G))
+    assert gaussian_control_energy(M_G, S2_G, TAU_G) == pytest.approx(TAU_G * kl)
+    # the Gibbs measure of the quadratic potential is N(m, s²): its log-density is quadratic with that mean/var
+    w = jnp.array([[0.1, 0.2], [0.7, -1.0], [0.0, 0.0]])
+    logd = -jnp.sum(w * w, 1) / (2 * TAU_G) - (BETA_G / TAU_G) * pot.psi(w)
+    ref = -jnp.sum((w - M_G[None, :]) ** 2, 1) / (2 * S2_G)
+    np.testing.assert_allclose(np.diff(logd), np.diff(ref), rtol=1e-12)
+
+
+@pytest.mark.parametrize("t", [0.0, 0.3, 0.7, 0.95])
+def test_drift_from_potential_matches_gaussian_closed_form(t):
+    est = follmer_drift_potential(jax.random.PRNGKey(1), W_PTS, t, _gauss_pot(), BETA_G, TAU_G, inner=4000)
+    assert_close_z(est.drift, gaussian_follmer_drift(W_PTS, t, M_G, S2_G, TAU_G), est.se, K, "SNIS drift")
+    assert np.all(est.ess > 500)
+
+
+def test_drift_from_potential_at_t1_is_greedy():
+    est = follmer_drift_potential(jax.random.PRNGKey(1), W_PTS, 1.0, _gauss_pot(), BETA_G, TAU_G, inner=8)
+    np.testing.assert_allclose(est.drift, -BETA_G * _gauss_pot().grad_psi(W_PTS), rtol=1e-12)
+
+
+def test_jackknife_removes_snis_bias():
+    """At inner = 8 the plain ratio is biased by O(1/8); the jackknife is not (over 400 replicates)."""
+    t, pot = 0.0, _gauss_pot()
+    w = jnp.array([[-0.5, 0.8]])
+    exact = np.asarray(gaussian_follmer_drift(w, t, M_G, S2_G, TAU_G))[0]
+    keys = jax.random.split(jax.random.PRNGKey(7), 400)
+    plain = jax.vmap(lambda k: follmer_drift_potential(k, w, t, pot, BETA_G, TAU_G, inner=8).drift[0])(keys)
+    jack = jax.vmap(lambda k: follmer_drift_potential(k, w, t, pot, BETA_G, TAU_G, inner=8,
+                                                      jackknife=True).drift[0])(keys)
+    from bolt.testing import mean_and_se
+
+    mj, sj = mean_and_se(np.asarray(jack))
+    assert_close_z(mj, exact, sj, K, "jackknife drift")
+    mp, sp = mean_and_se(np.asarray(plain))
+    assert np.max(np.abs(mp - exact) / sp) > K, "power: the plain ratio's O(1/M) bias must be visible"
+
+
+@pytest.mark.parametrize("t", [0.0, 0.3, 0.7, 0.95])
+def test_drift_from_samples_matches_gaussian_closed_form(t):
+    """Kernel regression over iid draws of N(m, s²): delta-method SE of the ratio estimator."""
+    Y = M_G + np.sqrt(S2_G) * np.asarray(jax.random.normal(jax.random.PRNGKey(2), (20000, 2)))
+    est = follmer_drift_samples(W_PTS, t, Y, None, TAU_G)
+    v = TAU_G * t * (1 - t)
+    W = np.asarray(W_PTS)
+    logk = -np.sum((W[:, None, :] - t * Y[None]) ** 2, -1) / (2 * v) if v > 0 else np.zeros((3, len(Y)))
+    p = np.exp(logk - logk.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    yhat = p @ Y
+    se = np.sqrt(np.einsum("ij,ijd->id", p**2, (Y[None] - yhat[:, None]) ** 2)) / (1 - t)
+    assert_close_z(est.drift, gaussian_follmer_drift(W_PTS, t, M_G, S2_G, TAU_G), se, K, "bridge drift")
+
+
+def _moment_checks(paths, times, what):
+    n = paths.shape[0]
+    for s, t in enumerate(times):
+        mu, v = gaussian_marginal(t, M_G, S2_G, TAU_G)
+        x = np.asarray(paths[:, s], np.float64)
+        if v == 0:
+            np.testing.assert_allclose(x, 0.0)
+            continue
+        assert_close_z(x.mean(0), mu, np.sqrt(v / n), K, f"{what}: mean at t={t}")
+        assert_close_z(x.var(0, ddof=1), v, v * np.sqrt(2 / (n - 1)), K, f"{what}: variance at t={t}")
+
+
+@pytest.mark.parametrize("drift", ["exact", "potential"])
+def test_sde_marginals_and_energy_gaussian(drift):
+    """W_t ~ N(t m, (t²s² + τt(1−t)) I) and ½E∫|b|² = τ KL(N(m, s²) ‖ γ_τ) within 5 SE."""
+    if drift == "exact":
+        dr = function_drift(lambda W, t: gaussian_follmer_drift(W, t, M_G, S2_G, TAU_G))
+    else:
+        dr = potential_drift(_gauss_pot(), BETA_G, TAU_G, inner=16)
+    res = simulate(jax.random.PRNGKey(3), dr, TAU_G, 8000, 2, steps=100, save_times=(0.25, 0.5, 0.75, 1.0),
+                   progress_bar=False)
+    _moment_checks(res.paths, res.times, drift)
+    e, se = control_energy(res)
+    assert_close_z(e, gaussian_control_energy(M_G, S2_G, TAU_G), se, K, f"{drift}: control energy")
+
+
+def test_sde_zero_control_ends_at_prior():
+    res = simulate(jax.random.PRNGKey(4), function_drift(lambda W, t: jnp.zeros_like(W)), TAU_G, 4000, 2, steps=20,
+                   save_times=(0.5, 1.0), progress_bar=False)
+    assert control_energy(res)[0] == 0.0
+    for s, t in enumerate(res.times):
+        x = res.paths[:, s]
+        assert_close_z(x.var(0, ddof=1), TAU_G * t, TAU_G * t * np.sqrt(2 / (len(x) - 1)), K, "Brownian variance")
+
+
+def test_bridge_mixture_paths_gaussian_and_time_correlation():
+    """Bridge paths from 0 to draws of N(m, s²): marginals are the Föllmer marginals, and
+    Cov(W_s, W_t) = s t s² + τ s (1 − t) for s < t (one Brownian path per draw, not independent marginals)."""
+    n = 20000
+    Y = M_G + np.sqrt(S2_G) * np.asarray(jax.random.normal(jax.random.PRNGKey(5), (4 * n, 2)))
+    times = (0.75, 0.25, 0.5)
+    paths, ends = bridge_paths_from_zero(jax.random.PRNGKey(6), Y, None, times, TAU_G, n)
+    paths = np.asarray(paths)
+    _moment_checks(paths, times, "bridge mixture")
+    s, t = 0.25, 0.75
+    prod = (paths[:, 1, 0] - s * M_G[0]) * (paths[:, 0, 0] - t * M_G[0])
+    expected = s * t * S2_G + TAU_G * s * (1 - t)
+    assert_close_z(prod.mean(), expected, prod.std(ddof=1) / np.sqrt(n), K, "Cov(W_s, W_t)")
+    assert abs(expected - s * t * S2_G) > 10 * prod.std(ddof=1) / np.sqrt(n)  # power: independent marginals fail
+    x0 = np.zeros((3, 2))
+    x1 = np.ones((3, 2))
+    br = brownian_bridge_paths(jax.random.PRNGKey(0), x0, x1, (0.0, 1.0), TAU_G)
+    np.testing.assert_allclose(br[:, 0], x0, atol=1e-12)
+    np.testing.assert_allclose(br[:, 1], x1, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad_t", [-0.1, 1.5, float("nan")])
+def test_time_outside_unit_interval_is_one_line_error(bad_t):
+    with pytest.raises(BoltError, match=r"^t: must lie in \[0, 1\]"):
+        follmer_drift_potential(jax.random.PRNGKey(0), W_PTS, bad_t, _gauss_pot(), 1.0, 0.5)
+    with pytest.raises(BoltError, match=r"^t: must lie"):
+        follmer_drift_samples(W_PTS, bad_t, W_PTS, None, 0.5)
+    with pytest.raises(BoltError, match="save_times"):
+        simulate(jax.random.PRNGKey(0), samples_drift(W_PTS, None, 0.5), 0.5, 10, 2, save_times=(bad_t,))
+
+
+def test_mismatched_weights_is_one_line_error():
+    with pytest.raises(BoltError, match=r"^weights: expected shape \(3,\)"):
+        follmer_drift_samples(W_PTS, 0.5, W_PTS, jnp.ones(4) / 4, 0.5)
+    with pytest.raises(BoltError, match="weights"):
+        bridge_paths_from_zero(jax.random.PRNGKey(0), W_PTS, jnp.ones(2) / 2, (0.5,), 0.5, 10)
+
+
+def test_entropic_ot_closed_form_two_forms_agree():
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(3, 3)), rng.normal(size=(3, 3))
+    A, B = X @ X.T + 0.3 * np.eye(3), Y @ Y.T + 0.2 * np.eye(3)
+    r = gaussian_entropic_ot([0, 1, 0], A, [1, 0, 0], B, 0.7)
+    assert r["cost"] == pytest.approx(r["cost_janati"], rel=1e-10)
+    # ε → 0: the plan's cross-covariance tends to the OT one, A^{1/2}(A^{1/2} B A^{1/2})^{1/2} A^{-1/2}
+    one = gaussian_entropic_ot([0.0], [[1.0]], [0.0], [[4.0]], 1e-8)
+    assert one["cross_covariance"][0, 0] == pytest.approx(2.0, rel=1e-6)
