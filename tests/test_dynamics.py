@@ -175,3 +175,96 @@ def test_entropic_ot_closed_form_two_forms_agree():
     # ε → 0: the plan's cross-covariance tends to the OT one, A^{1/2}(A^{1/2} B A^{1/2})^{1/2} A^{-1/2}
     one = gaussian_entropic_ot([0.0], [[1.0]], [0.0], [[4.0]], 1e-8)
     assert one["cross_covariance"][0, 0] == pytest.approx(2.0, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- Schrödinger bridge
+from bolt.dynamics.schrodinger import schrodinger_bridge  # noqa: E402
+
+MA, CA = np.array([0.0, 1.0]), np.array([[1.0, 0.3], [0.3, 0.5]])
+MB, CB = np.array([1.0, 0.0]), np.array([[0.6, -0.1], [-0.1, 1.2]])
+
+
+def test_sinkhorn_matches_pot_sinkhorn_log():
+    """Same samples, ε = τ: the plan equals POT's ``sinkhorn_log(|x − y|², reg = 2τ)`` (float64, host)."""
+    import ot
+
+    rng = np.random.default_rng(0)
+    tau = 0.5
+    x, y = rng.normal(size=(300, 2)), 0.7 * rng.normal(size=(250, 2)) + 1.0
+    wy = rng.uniform(0.5, 1.5, size=250)
+    wy /= wy.sum()
+    sb = schrodinger_bridge(x, y, tau, None, wy, tolerance=1e-11)
+    assert sb.converged and sb.marginal_error() < 1e-9
+    M = ot.dist(x, y)
+    P = ot.bregman.sinkhorn_log(np.full(300, 1 / 300), wy, M, reg=2 * tau, stopThr=1e-13, numItermax=100000)
+    np.testing.assert_allclose(sb.plan(), P, atol=1e-9 * P.max())
+    kl = np.sum(P * np.log(P / np.outer(np.full(300, 1 / 300), wy)))
+    assert sb.cost == pytest.approx(np.sum(P * M) / 2 + tau * kl, rel=1e-8)
+
+
+def test_sinkhorn_matches_gaussian_entropic_ot():
+    """Cost and plan cross-covariance over 8 replicates of n = 1000 against the Gaussian closed form;
+    power: the closed form at 2ε (the |x − y|² vs |x − y|²/2 convention slip) is rejected."""
+    tau, n, reps = 0.5, 1000, 8
+    rng = np.random.default_rng(1)
+    LA, LB = np.linalg.cholesky(CA), np.linalg.cholesky(CB)
+    costs, covs = [], []
+    for _ in range(reps):
+        sb = schrodinger_bridge(MA + rng.normal(size=(n, 2)) @ LA.T, MB + rng.normal(size=(n, 2)) @ LB.T, tau,
+                                tolerance=1e-8)
+        assert sb.converged
+        costs.append(sb.cost)
+        covs.append(sb.cross_covariance())
+    costs, covs = np.array(costs), np.array(covs)
+    cf = gaussian_entropic_ot(MA, CA, MB, CB, tau)
+    se_c, se_cov = costs.std(ddof=1) / np.sqrt(reps), covs.std(0, ddof=1) / np.sqrt(reps)
+    assert_close_z(costs.mean(), cf["cost"], se_c, K, "entropic OT cost")
+    assert_close_z(covs.mean(0), cf["cross_covariance"], se_cov, K, "plan cross-covariance")
+    wrong = gaussian_entropic_ot(MA, CA, MB, CB, 2 * tau)
+    assert abs(costs.mean() - wrong["cost"]) > K * se_c
+
+
+def test_sinkhorn_online_matches_dense_and_sb_paths():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(200, 3)), rng.normal(size=(150, 3)) + 0.5
+    dense = schrodinger_bridge(x, y, 0.3, tolerance=1e-10)
+    online = schrodinger_bridge(x, y, 0.3, tolerance=1e-10, batch_size=32)
+    assert online.converged and online.iterations > 1
+    np.testing.assert_allclose(online.plan(), dense.plan(), atol=1e-9 * dense.plan().max())  # f, g: up to ±c
+    assert online.cost == pytest.approx(dense.cost, rel=1e-9)
+    # bridge paths: endpoints are plan pairs, the marginal mean at t is (1 − t) x̄ + t ȳ
+    n, t = 20000, 0.4
+    X, Y = dense.sample_pairs(jax.random.PRNGKey(0), n)
+    paths = np.asarray(dense.paths(jax.random.PRNGKey(1), (t, 1.0), n))
+    assert_close_z(paths[:, 1].mean(0), y.mean(0), paths[:, 1].std(0, ddof=1) / np.sqrt(n), K, "SB endpoint mean")
+    mid = paths[:, 0]
+    assert_close_z(mid.mean(0), (1 - t) * x.mean(0) + t * y.mean(0), mid.std(0, ddof=1) / np.sqrt(n), K, "SB mean")
+    # E[Y | X = x_i] from sampled pairs equals the conditional mean of the plan (i = the first point)
+    sel = np.asarray(jnp.all(X == dense.x[0][None, :], 1))
+    assert sel.sum() > 30
+    ys = np.asarray(Y)[sel]
+    assert_close_z(ys.mean(0), dense.conditional_mean(dense.x[:1])[0], ys.std(0, ddof=1) / np.sqrt(sel.sum()), K,
+                   "conditional mean")
+
+
+def test_entropic_map_concentrates_on_ot_map():
+    """As ε → 0 the conditional mean tends to the exact OT map of bolt.transport (equal-size samples)."""
+    from bolt.transport import ot_assignment
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(150, 2)), 0.5 * rng.normal(size=(150, 2)) + 1.0
+    T0 = ot_assignment(x, y)
+    errs = []
+    for e in (0.3, 0.1, 0.03):
+        sb = schrodinger_bridge(x, y, e, tolerance=1e-7, max_iterations=20000)
+        assert sb.converged
+        errs.append(np.sqrt(np.mean(np.sum((np.asarray(sb.conditional_mean(x)) - T0) ** 2, 1))))
+    assert errs[2] < errs[1] < errs[0], errs
+
+
+@pytest.mark.parametrize("eps", [0.0, -1.0, float("nan"), "a"])
+def test_sinkhorn_bad_epsilon_is_one_line_error(eps):
+    with pytest.raises(BoltError, match=r"^epsilon: must be a positive"):
+        schrodinger_bridge(np.zeros((3, 2)), np.ones((3, 2)), eps)
+    with pytest.raises(BoltError, match="weights"):
+        schrodinger_bridge(np.zeros((3, 2)), np.ones((3, 2)), 0.5, np.ones(2))
