@@ -268,3 +268,84 @@ def test_sinkhorn_bad_epsilon_is_one_line_error(eps):
         schrodinger_bridge(np.zeros((3, 2)), np.ones((3, 2)), eps)
     with pytest.raises(BoltError, match="weights"):
         schrodinger_bridge(np.zeros((3, 2)), np.ones((3, 2)), 0.5, np.ones(2))
+
+
+# ----------------------------------------------------------------------------- d = 1 grid: HJB, FP, identities
+import bolt  # noqa: E402
+from bolt.dynamics.costs import cost_J  # noqa: E402
+from bolt.dynamics.follmer import problem_potential, value_function  # noqa: E402
+from bolt.dynamics.pde import hjb_fp_residuals, value_gradient  # noqa: E402
+from bolt.solve import solve  # noqa: E402
+from bolt.testing import loglog_slope  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def grid_1d():
+    from bolt.estimators.summary import summarize
+
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=1.5, tau=0.5)
+    res = solve(pb, "grid", grid_points=201)
+    return pb, res, summarize(jax.random.PRNGKey(0), pb, res), problem_potential(pb, res.particles, res.weights)
+
+
+def test_value_function_terminal_and_hjb_fp_order(grid_1d):
+    """V*(·, 1) = βΨ; the HJB and Fokker–Planck residuals vanish at order 2 under refinement (h, k = h/2)."""
+    pb, res, _, pot = grid_1d
+    x = np.linspace(-1.5, 1.5, 7)
+    np.testing.assert_allclose(value_function(jnp.asarray(x)[:, None], 1.0, pot, pb.beta, pb.tau),
+                               pb.beta * pot.psi(jnp.asarray(x)[:, None]), rtol=1e-12)
+    hs, hjb, fp = [0.1, 0.05, 0.025], [], []
+    for h in hs:
+        r = hjb_fp_residuals(pot, res.particles, res.weights, pb.beta, pb.tau, x, [0.25, 0.5, 0.75], h, h / 2)
+        hjb.append(np.abs(r["hjb"]).max())
+        fp.append(np.abs(r["fp"]).max())
+    for name, err in (("HJB", hjb), ("FP", fp)):
+        slope, _ = loglog_slope(hs, err)
+        assert 1.8 < slope < 2.2, (name, slope, err)
+    assert hjb[-1] < 1e-3 and fp[-1] < 1e-2
+
+
+@pytest.mark.parametrize("t", [0.0, 0.3, 0.7, 0.95])
+def test_both_drifts_agree_with_minus_value_gradient(grid_1d, t):
+    pb, res, _, pot = grid_1d
+    x = jnp.linspace(-1.5, 1.5, 7)[:, None]
+    target = -value_gradient(np.asarray(x[:, 0]), t, pot, pb.beta, pb.tau)
+    bs = follmer_drift_samples(x, t, res.particles, res.weights, pb.tau)
+    np.testing.assert_allclose(bs.drift[:, 0], target, atol=1e-5)  # grid quadrature vs Gauss–Hermite
+    bp = follmer_drift_potential(jax.random.PRNGKey(0), x, t, pot, pb.beta, pb.tau, inner=4000)
+    assert_close_z(bp.drift[:, 0], target, bp.se[:, 0], K, "SNIS drift vs -V'")
+
+
+def test_energy_is_tau_kl_and_J_is_beta_F_on_grid_problem(grid_1d):
+    """Föllmer SDE (potential drift): ½E∫|u|² = τ KL(µ*‖γ_τ) and J = βF(µ*) within 5 SE (µ* exact on the grid)."""
+    pb, res, sm, pot = grid_1d
+    r = simulate(jax.random.PRNGKey(1), potential_drift(pot, pb.beta, pb.tau, inner=16), pb.tau, 4000, 1, steps=50,
+                 save_times=(1.0,), progress_bar=False)
+    c = cost_J(pb, r)
+    assert_close_z(c["control_energy"], pb.tau * sm["kl"], c["control_energy_se"], K, "energy vs tau KL")
+    assert_close_z(c["J"], pb.beta * sm["free_energy"], c["J_se"], K, "J vs beta F")
+    # power: a factor-2 slip in either identity is far outside the error bar
+    assert abs(c["control_energy"] - 2 * pb.tau * sm["kl"]) > 10 * c["control_energy_se"]
+    assert abs(c["J"] - 0.5 * pb.beta * sm["free_energy"]) > 10 * c["J_se"]
+
+
+def test_zero_control_costs_more(grid_1d):
+    """inf J = βF: zero control (J = (β/2)R(γ_τ) exactly) gives a larger J."""
+    pb, res, sm, pot = grid_1d
+    beta_f = pb.beta * sm["free_energy"]
+    zero = simulate(jax.random.PRNGKey(2), function_drift(lambda W, t: jnp.zeros_like(W)), pb.tau, 4000, 1, steps=10,
+                    save_times=(1.0,), progress_bar=False)
+    cz = cost_J(pb, zero)
+    assert_close_z(cz["J"], 0.5 * pb.beta * pb.risk_at_prior(), cz["J_se"], K, "J(0) = (beta/2) R(gamma)")
+    assert cz["J"] - beta_f > K * cz["J_se"]
+
+
+@pytest.mark.slow
+def test_greedy_drift_costs_more(grid_1d):
+    """The greedy drift −β∇Ψ(W; µ*) is near-optimal here (J − βF ≈ 0.014): 20 000 paths resolve the gap."""
+    pb, res, sm, pot = grid_1d
+    beta_f = pb.beta * sm["free_energy"]
+    greedy = simulate(jax.random.PRNGKey(3), function_drift(lambda W, t: -pb.beta * pot.grad_psi(W)), pb.tau, 20000, 1,
+                      steps=50, save_times=(1.0,), progress_bar=False)
+    cg = cost_J(pb, greedy)
+    assert cg["J"] - beta_f > K * cg["J_se"], (cg["J"], beta_f, cg["J_se"])
