@@ -349,3 +349,83 @@ def test_greedy_drift_costs_more(grid_1d):
                       steps=50, save_times=(1.0,), progress_bar=False)
     cg = cost_J(pb, greedy)
     assert cg["J"] - beta_f > K * cg["J_se"], (cg["J"], beta_f, cg["J_se"])
+
+
+# ----------------------------------------------------------------------------- bolt bridge RUN_DIR
+BRIDGE_KEYS = ("control_energy", "control_energy_se", "tau_kl", "tau_kl_se", "J", "J_se", "beta_F", "beta_F_se",
+               "endpoint_mean", "endpoint_covariance", "endpoint_w2_squared", "endpoint_w2_noise", "marginal_checks",
+               "drift_bound", "settings", "verdicts", "J_zero_control", "J_greedy", "ess")
+
+
+def _bolt(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "bolt.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bridge")
+    cfg = d / "c.toml"
+    cfg.write_text("""
+[problem]
+dim = 1
+[problem.target]
+kind = "teacher"
+weights = [[1.5]]
+[regularization]
+beta = 1.5
+tau = 0.5
+[solver]
+method = "grid"
+grid_points = 101
+[output]
+report = false
+bounds = false
+""")
+    r = _bolt("run", str(cfg), "--out", str(d / "out"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    return d / "out"
+
+
+def test_cli_bridge_writes_json_and_nc(grid_run):
+    import json
+
+    import arviz as az
+
+    from bolt.verdicts import verdict
+
+    r = _bolt("bridge", str(grid_run), "--particles", "400", "--steps", "20", "--inner", "16")
+    assert r.returncode == 0, r.stderr
+    assert "control_energy_identity" in r.stdout and "J(Föllmer)" in r.stdout
+    out = json.loads((grid_run / "bridge.json").read_text())
+    for k in BRIDGE_KEYS:
+        assert k in out, k
+    assert [m["t"] for m in out["marginal_checks"]] == [0.25, 0.5, 0.75]
+    names = {v["name"]: v for v in out["verdicts"]}
+    for name in ("control_energy_identity", "J_identity", "endpoint_w2", "J_zero_control", "drift_bound"):
+        assert names[name]["outcome"] == "holds", names[name]
+    # power of the endpoint check: a γ_τ sample is rejected at the same noise level
+    v = verdict("prior", out["prior_w2_squared"], out["endpoint_w2_noise"], out["endpoint_w2_noise_sd"], 0.0,
+                kind="equal", k=3.0)
+    assert v.outcome == "violated"
+    idata = az.from_netcdf(grid_run / "bridge.nc")
+    assert idata.bridge["paths"].dims == ("particle", "time", "w_dim")
+    assert idata.bridge["paths"].shape == (400, 9, 1)
+    assert idata.bridge["ess_mean"].dims == ("step",)
+    assert not list(grid_run.glob(".*.tmp"))
+
+
+def test_cli_bridge_bad_run_dirs_are_one_line(grid_run, tmp_path):
+    import shutil
+
+    r = _bolt("bridge", str(tmp_path / "nowhere"), "--quiet")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "bolt: error: bridge: no run directory" in r.stderr
+    bad = tmp_path / "bad"
+    shutil.copytree(grid_run, bad)
+    (bad / "results.nc").unlink()
+    r = _bolt("bridge", str(bad), "--quiet")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no results file" in r.stderr
+    r = _bolt("bridge", str(grid_run), "--particles", "3", "--quiet")
+    assert r.returncode == 2 and "particles" in r.stderr
