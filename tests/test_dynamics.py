@@ -415,6 +415,10 @@ def test_cli_bridge_writes_json_and_nc(grid_run):
     assert idata.bridge["paths"].shape == (400, 9, 1)
     assert idata.bridge["ess_mean"].dims == ("step",)
     assert not list(grid_run.glob(".*.tmp"))
+    r = _bolt("report", str(grid_run))
+    assert r.returncode == 0, r.stderr
+    page = (grid_run / "report.html").read_text()
+    assert "id='bridge'" in page and "control_energy_identity" in page
 
 
 def test_cli_bridge_bad_run_dirs_are_one_line(grid_run, tmp_path):
