@@ -24,6 +24,7 @@ As ``ε → 0`` the conditional mean ``E[Y | X = x]`` (the entropic map) tends t
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -122,6 +123,26 @@ def _sample_rows(keys, X, sb: SchrodingerBridge):
     return jnp.concatenate(out)
 
 
+class _OTTOut(NamedTuple):
+    f: Array
+    g: Array
+    converged: Array
+    n_iters: Array
+    errors: Array
+
+
+@partial(jax.jit, static_argnums=(6,))
+def _ott_solve(X, Y, A, B, eps_ott, tol, max_iterations):
+    """OTT's Sinkhorn, compiled once per shape (ε and the tolerance are traced)."""
+    from ott.geometry import pointcloud
+    from ott.solvers import linear
+
+    with jax.numpy_rank_promotion("allow"):  # OTT relies on implicit rank promotion internally
+        geom = pointcloud.PointCloud(X, Y, epsilon=eps_ott)
+        out = linear.solve(geom, A, B, threshold=tol, max_iterations=max_iterations, inner_iterations=10)
+    return out.f, out.g, out.converged, out.n_iters, out.errors
+
+
 def _lse_rows(X, Y, logw, pot, eps, chunk):
     """``−ε log Σ_j exp(logw_j + (pot_j − |x − y_j|²/2)/ε)`` for each row x of ``X`` (row blocks)."""
     lw = logw + pot / eps
@@ -193,9 +214,6 @@ def schrodinger_bridge(x, y, epsilon: float, a=None, b=None, *, tolerance: float
       >>> bool(sb.converged), sb.conditional_mean(np.zeros((1, 2))).shape
       (True, (1, 2))
     """
-    from ott.geometry import pointcloud
-    from ott.solvers import linear
-
     from bolt.transport.w2 import check_samples
 
     try:
@@ -216,9 +234,9 @@ def schrodinger_bridge(x, y, epsilon: float, a=None, b=None, *, tolerance: float
         f, g, iters, err = sinkhorn_online(X, Y, A, B, eps, tolerance=tolerance, max_iterations=max_iterations,
                                            chunk=int(batch_size))
         return SchrodingerBridge(X, Y, A, B, f, g, eps, float(A @ f + B @ g), bool(err <= tolerance), iters, err)
-    with jax.numpy_rank_promotion("allow"):  # OTT relies on implicit rank promotion internally
-        geom = pointcloud.PointCloud(X, Y, epsilon=2.0 * eps)
-        out = linear.solve(geom, A, B, threshold=tolerance, max_iterations=int(max_iterations), inner_iterations=10)
+    f_ott, g_ott, converged, n_iters, errors = _ott_solve(X, Y, A, B, jnp.asarray(2.0 * eps, X.dtype),
+                                                          jnp.asarray(tolerance, X.dtype), int(max_iterations))
+    out = _OTTOut(f_ott, g_ott, converged, n_iters, errors)
     # OTT: P = exp((f' + g' − |x − y|²)/(2ε)); ours: P = a b exp((f + g − |x − y|²/2)/ε)
     f = jnp.where(A > 0, out.f / 2.0 - eps * jnp.log(jnp.where(A > 0, A, 1.0)), 0.0)
     g = jnp.where(B > 0, out.g / 2.0 - eps * jnp.log(jnp.where(B > 0, B, 1.0)), 0.0)
