@@ -195,3 +195,6 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="write RUN_DIR/report.html (self-contained, images embedded)")
     p.add_argument("run_dir", help="a directory written by bolt run")
     p.set_defaults(func=_cmd_report)
+
+    from bolt.dynamics.cli import register as register_bridge  # bolt bridge (MATH.md §4)
+    register_bridge(sub)

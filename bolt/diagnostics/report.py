@@ -277,6 +277,9 @@ def build_report(run_dir) -> str:
         parts.append("<p>No bounds.json in this run (run <code>bolt bounds RUN_DIR</code>).</p>")
     parts.append("</section>")
 
+    if (run_dir / "bridge.json").is_file():  # the path measure (bolt bridge)
+        from bolt.dynamics.report import bridge_section
+        parts.append(bridge_section(run_dir))
     # provenance
     vers = summary.get("versions", {})
     parts.append("<section id='provenance'><h2>Seed and versions</h2>"

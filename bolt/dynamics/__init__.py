@@ -1,0 +1,34 @@
+"""The path measure of µ* (MATH.md §4): Föllmer drift, the controlled SDE, Brownian-bridge paths,
+control costs, and the Schrödinger bridge between two marginals.
+
+- :mod:`bolt.dynamics.follmer` — the Föllmer drift (from the potential, from samples) and the value function;
+- :mod:`bolt.dynamics.sde` — the controlled SDE (``init``/``build_step`` and one jitted scan per block);
+- :mod:`bolt.dynamics.path` — mixtures of Brownian bridges (the path law directly);
+- :mod:`bolt.dynamics.costs` — control energy and ``J(u)`` with standard errors;
+- :mod:`bolt.dynamics.schrodinger` — entropic OT / the Schrödinger bridge between two particle sets;
+- :mod:`bolt.dynamics.gaussian` — the closed forms for Gaussian targets.
+"""
+
+from bolt.dynamics.costs import control_energy, cost_J, endpoint_risk
+from bolt.dynamics.follmer import (
+    DriftEstimate,
+    Potential,
+    follmer_drift_potential,
+    follmer_drift_samples,
+    problem_potential,
+    value_function,
+)
+from bolt.dynamics.path import (
+    bridge_marginal_density,
+    bridge_marginal_moments,
+    bridge_paths_from_zero,
+    brownian_bridge_paths,
+)
+from bolt.dynamics.schrodinger import SchrodingerBridge, schrodinger_bridge, sinkhorn_online
+from bolt.dynamics.sde import SDEResult, function_drift, potential_drift, samples_drift, simulate, time_grid
+
+__all__ = ["control_energy", "cost_J", "endpoint_risk", "DriftEstimate", "Potential", "follmer_drift_potential",
+           "follmer_drift_samples", "problem_potential", "value_function", "bridge_marginal_density",
+           "bridge_marginal_moments", "bridge_paths_from_zero", "brownian_bridge_paths", "SDEResult",
+           "function_drift", "potential_drift", "samples_drift", "simulate", "time_grid", "SchrodingerBridge",
+           "schrodinger_bridge", "sinkhorn_online"]

@@ -1,0 +1,307 @@
+"""``bolt bridge RUN_DIR``: rebuild the path measure of a solved run and check the identities of MATH.md §4.
+
+:func:`bridge_checks` simulates the controlled SDE from 0 with the Föllmer drift of the run's µ*
+(from the potential, or from the particles), the bridge mixture, the zero control and the greedy
+drift, and returns the JSON-ready results (documented key by key in ``docs/bridge.md``) and an
+``xarray.Dataset`` of paths; :func:`evaluate_run` reads a run directory and writes ``bridge.json``
+and ``bridge.nc`` atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bolt.errors import ResultsError
+from bolt.verdicts import verdict
+
+__all__ = ["bridge_checks", "evaluate_run", "load_run_measure", "DRIFTS", "SAVE_TIMES", "MARGINAL_TIMES"]
+
+DRIFTS = ("potential", "samples")
+SAVE_TIMES = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
+MARGINAL_TIMES = (0.25, 0.5, 0.75)
+#: k (in standard errors) for the two-sample W2 checks, whose null spread is estimated from few replicates.
+K_W2 = 3.0
+#: Grid nodes with weight below this fraction of the largest are dropped from µ* (no visible mass).
+PRUNE = 1e-13
+
+
+def load_run_measure(run_dir):
+    """``(problem, particles, weights, summary, method)`` of a finished run (one-line errors)."""
+    from bolt.config import load_config, problem_from_config
+    from bolt.io import load_results, load_summary
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ResultsError(f"bridge: no run directory at {run_dir}")
+    if not (run_dir / "config.toml").is_file():
+        raise ResultsError(f"bridge: {run_dir} has no config.toml (not a bolt run directory)")
+    summary = load_summary(run_dir)
+    for k in ("kl", "free_energy", "mean", "covariance"):
+        if k not in summary:
+            raise ResultsError(f"bridge: {run_dir}/summary.json lacks {k!r}")
+    idata = load_results(run_dir / "results.nc")
+    try:
+        P = np.asarray(idata.particles["particles"].values, np.float64)
+        w = np.asarray(idata.particles["weights"].values, np.float64)
+    except KeyError:
+        raise ResultsError(f"bridge: {run_dir}/results.nc has no particles/weights") from None
+    if P.ndim != 2 or P.shape[0] < 2:
+        raise ResultsError(f"bridge: {run_dir}/results.nc has no particles (shape {P.shape})")
+    if w.shape != (P.shape[0],) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ResultsError(f"bridge: weights in {run_dir}/results.nc do not match the particles")
+    problem = problem_from_config(load_config(run_dir / "config.toml"))
+    if P.shape[1] != problem.d:
+        raise ResultsError(f"bridge: particles have dimension {P.shape[1]}, the problem {problem.d}")
+    return problem, P, w / w.sum(), summary, summary.get("solver", "")
+
+
+def _w2(x, y):
+    from bolt.transport.w2 import w2_squared
+
+    return w2_squared(np.asarray(x), np.asarray(y), max_exact=2000)
+
+
+def _null_w2(key, sampler, n: int, reps: int):
+    """Mean and sd of W2² between two independent size-``n`` samples of the same law."""
+    vals = []
+    for r in range(reps):
+        a, b = sampler(jax.random.fold_in(key, 2 * r), n), sampler(jax.random.fold_in(key, 2 * r + 1), n)
+        vals.append(_w2(a, b).w2_squared)
+    vals = np.asarray(vals)
+    return float(vals.mean()), float(vals.std(ddof=1))
+
+
+def _mu_sampler(P, w, grid: bool, spacing: float):
+    """Draws of µ*: weighted resampling; on a grid, spread uniformly over the cell (the piecewise-constant
+    density), so that two samples do not share atoms."""
+
+    def draw(key, n):
+        k1, k2 = jax.random.split(key)
+        idx = np.asarray(jax.random.choice(k1, len(P), (n,), p=jnp.asarray(w)))
+        x = P[idx]
+        if grid:
+            x = x + spacing * (np.asarray(jax.random.uniform(k2, x.shape)) - 0.5)
+        return x
+
+    return draw
+
+
+def _disjoint_halves(P):
+    """For uniform-weight draws: two samplers of disjoint random subsets (no shared atoms)."""
+
+    def draw_pair(key, n):
+        perm = np.asarray(jax.random.permutation(key, len(P)))
+        return P[perm[:n]], P[perm[n:2 * n]]
+
+    return draw_pair
+
+
+def bridge_checks(key, problem, particles, weights, summary: dict, *, n: int = 1000, steps: int = 100,
+                  drift: str = "potential", inner: int = 32, grid: bool = False, null_reps: int = 6,
+                  progress_bar: bool | None = None) -> tuple[dict, object]:
+    """The path measure of µ* and its checks; returns ``(bridge_json, xarray.Dataset)``.
+
+    Args:
+      key: PRNG key.
+      problem: the problem.
+      particles, weights: µ* as a weighted particle set.
+      summary: the run's summary (``kl``, ``kl_se``, ``free_energy``, ``free_energy_se``, ``mean``, ``covariance``).
+      n: SDE paths.
+      steps: K of the warped time grid ``1 − (1 − k/K)²`` (the save times are added).
+      drift: ``"potential"`` (Föllmer drift by importance sampling over Ψ(·; µ*)) or ``"samples"``
+        (exact drift of the bridge to the particle measure).
+      inner: importance draws per position and step (potential drift).
+      grid: µ* is a quadrature grid (the grid solver): µ* draws are spread over grid cells.
+      null_reps: replicates of the two-sample W2² null.
+      progress_bar: ``None``: when stderr is a terminal.
+    """
+    import xarray as xr
+
+    from bolt.dynamics.costs import cost_J
+    from bolt.dynamics.follmer import problem_potential
+    from bolt.dynamics.path import bridge_marginal_moments, bridge_paths_from_zero
+    from bolt.dynamics.sde import function_drift, potential_drift, samples_drift, simulate
+    from bolt.errors import BoltError
+
+    if drift not in DRIFTS:
+        raise BoltError(f"drift: expected one of {list(DRIFTS)}, got {drift!r}")
+    if int(n) < 10:
+        raise BoltError(f"particles: need at least 10 paths, got {n}")
+    P = np.asarray(particles, np.float64)
+    w = np.asarray(weights, np.float64)
+    keep = w > PRUNE * w.max()
+    Pk, wk = P[keep], w[keep] / w[keep].sum()
+    beta, tau, d = problem.beta, problem.tau, problem.d
+    pot = problem_potential(problem, jnp.asarray(Pk), jnp.asarray(wk))
+    keys = jax.random.split(key, 8)
+    if drift == "potential":
+        dr = potential_drift(pot, beta, tau, inner=inner)
+    else:
+        dr = samples_drift(jnp.asarray(Pk), jnp.asarray(wk), tau)
+    res = simulate(keys[0], dr, tau, int(n), d, steps=steps, save_times=SAVE_TIMES, progress_bar=progress_bar)
+    costs = cost_J(problem, res)
+    greedy = simulate(keys[1], function_drift(lambda W, t: -beta * pot.grad_psi(W)), tau, int(n), d, steps=steps,
+                      save_times=(1.0,), progress_bar=False)
+    costs_g = cost_J(problem, greedy)
+    j_zero = 0.5 * beta * problem.risk_at_prior()
+
+    tau_kl, tau_kl_se = tau * summary["kl"], tau * float(summary.get("kl_se") or 0.0)
+    beta_f, beta_f_se = beta * summary["free_energy"], beta * float(summary.get("free_energy_se") or 0.0)
+    end = res.endpoint
+    end_mean = end.mean(0)
+    end_cov = np.atleast_2d(np.cov(end.T))
+
+    # endpoint against µ*: two-sample W2² and its null level
+    spacing = 0.0
+    if grid:
+        u = np.unique(P[:, 0])
+        spacing = float(np.min(np.diff(u))) if len(u) > 1 else 0.0
+    uniform = np.allclose(w, w[0])
+    if not grid and uniform and len(P) >= 4:
+        m = min(int(n), len(P) // 2)
+        halves = _disjoint_halves(P)
+        ref = halves(keys[2], m)[0]
+        null = [_w2(*halves(jax.random.fold_in(keys[3], r), m)).w2_squared for r in range(null_reps)]
+        noise, noise_sd = float(np.mean(null)), float(np.std(null, ddof=1))
+        sde_end = end[:m]
+    else:
+        m = int(n)
+        draw = _mu_sampler(P, w, grid, spacing)
+        ref = draw(keys[2], m)
+        noise, noise_sd = _null_w2(keys[3], draw, m, null_reps)
+        sde_end = end
+    est = _w2(sde_end, ref)
+    prior = np.sqrt(tau) * np.asarray(jax.random.normal(keys[4], (m, d)))
+    prior_w2 = _w2(prior, ref).w2_squared
+
+    # marginals of the SDE against the bridge mixture µ*_t = Law(t W_1 + sqrt(τ t(1 − t)) ξ)
+    bridge, _ = bridge_paths_from_zero(keys[5], jnp.asarray(P), jnp.asarray(w), SAVE_TIMES, tau, int(n))
+    bridge = np.asarray(bridge)
+    mu_mean, mu_cov = np.asarray(summary["mean"], np.float64), np.atleast_2d(np.asarray(summary["covariance"]))
+    marg, verdicts = [], []
+    for t in MARGINAL_TIMES:
+        s = SAVE_TIMES.index(t)
+        x = res.paths[:, s]
+        bm, bc = bridge_marginal_moments(mu_mean, mu_cov, t, tau)
+        z = (x.mean(0) - bm) / np.sqrt(np.diag(bc) / len(x))
+
+        def mix_draw(k, nn, t=t):
+            p, _ = bridge_paths_from_zero(k, jnp.asarray(P), jnp.asarray(w), (t,), tau, nn)
+            return np.asarray(p)[:, 0]
+
+        w2t = _w2(x, bridge[:, s]).w2_squared
+        nm, nsd = _null_w2(keys[6], mix_draw, int(n), null_reps)
+        marg.append({"t": t, "sde_mean": x.mean(0), "bridge_mean": bm, "mean_z": z,
+                     "sde_variance": x.var(0, ddof=1), "bridge_variance": np.diag(bc),
+                     "w2_squared": w2t, "w2_noise": nm, "w2_noise_sd": nsd})
+        verdicts.append(verdict(f"marginal_t{t:g}", w2t, nm, nsd, nsd / np.sqrt(null_reps), kind="equal", k=K_W2,
+                                estimator=f"two-sample W2^2 ({est.estimator}) vs {null_reps} null pairs",
+                                statement=f"SDE marginal at t = {t:g} equals the bridge mixture mu*_t",
+                                source="MATH.md §4 (marginals)"))
+
+    # drift bound |b*| <= beta L*, L* = max |grad Psi| over mu* and the simulated path points
+    pts = np.concatenate([Pk, res.paths.reshape(-1, d)], 0)
+    g = np.asarray(pot.grad_psi(jnp.asarray(pts)))
+    l_star = float(np.sqrt(np.max(np.sum(g * g, 1))))
+    max_drift = float(np.max(res.drift_max))
+
+    pot_drift = drift == "potential"
+    why = ("the drift to a finite particle set has infinite energy as the time step goes to 0; "
+           "the identities are about the potential drift (use --drift potential)")
+    verdicts = [
+        verdict("control_energy_identity", costs["control_energy"], tau_kl, costs["control_energy_se"], tau_kl_se,
+                kind="equal", k=5.0, estimator=f"SDE ({drift} drift), {n} paths, {len(res.grid) - 1} steps",
+                statement="1/2 E int |u|^2 dt = tau KL(mu*|gamma)", source="MATH.md §4 (Girsanov, Föllmer)",
+                informative=pot_drift, why_not=why),
+        verdict("J_identity", costs["J"], beta_f, costs["J_se"], beta_f_se, kind="equal", k=5.0,
+                estimator="energy + (beta/2) U-statistic risk of the endpoints", statement="J(Föllmer) = beta F(mu*)",
+                source="MATH.md §4", informative=pot_drift, why_not=why),
+        verdict("endpoint_w2", est.w2_squared, noise, noise_sd, noise_sd / np.sqrt(null_reps), kind="equal", k=K_W2,
+                estimator=f"two-sample W2^2 ({est.estimator}) vs {null_reps} null pairs of mu* draws",
+                statement="SDE endpoint W2^2 to mu* is at the two-sample noise level", source="MATH.md §4"),
+        verdict("J_zero_control", beta_f, j_zero, beta_f_se, 0.0, estimator="J(0) = (beta/2) R(gamma_tau) exactly",
+                statement="beta F(mu*) = inf J <= J(zero control)", source="MATH.md §4"),
+        verdict("J_greedy", beta_f, costs_g["J"], beta_f_se, costs_g["J_se"],
+                estimator=f"SDE with u = -beta grad Psi(W; mu*), {n} paths", statement="beta F(mu*) <= J(greedy)",
+                source="MATH.md §4 (greedy approximations)"),
+        verdict("drift_bound", max_drift, beta * l_star, 0.0, 0.0, constant=beta,
+                estimator="max over steps and paths of |b|; L* = max |grad Psi| over mu* and the path points",
+                statement="|b*| <= beta L*", source="MATH.md §4"),
+    ] + verdicts
+
+    out = {
+        "settings": {"particles": int(n), "steps": int(steps), "steps_total": len(res.grid) - 1, "drift": drift,
+                     "inner": int(inner) if pot_drift else None, "save_times": list(SAVE_TIMES),
+                     "marginal_times": list(MARGINAL_TIMES), "time_grid": "1 - (1 - k/K)^2 plus the save times",
+                     "null_replicates": int(null_reps), "mu_star_support": int(keep.sum())},
+        "control_energy": costs["control_energy"], "control_energy_se": costs["control_energy_se"],
+        "control_energy_note": "" if pot_drift else why,
+        "tau_kl": tau_kl, "tau_kl_se": tau_kl_se,
+        "J": costs["J"], "J_se": costs["J_se"], "beta_F": beta_f, "beta_F_se": beta_f_se,
+        "endpoint_risk": costs["endpoint_risk"], "endpoint_risk_se": costs["endpoint_risk_se"],
+        "J_zero_control": j_zero, "J_greedy": costs_g["J"], "J_greedy_se": costs_g["J_se"],
+        "endpoint_mean": end_mean, "endpoint_covariance": end_cov,
+        "mu_star_mean": mu_mean, "mu_star_covariance": mu_cov,
+        "endpoint_w2_squared": est.w2_squared, "endpoint_w2_noise": noise, "endpoint_w2_noise_sd": noise_sd,
+        "endpoint_w2_estimator": est.estimator, "prior_w2_squared": prior_w2,
+        "marginal_checks": marg,
+        "drift_bound": {"max_drift": max_drift, "L_star": l_star, "beta_L_star": beta * l_star,
+                        "holds": bool(max_drift <= beta * l_star * (1 + 1e-9))},
+        "ess": {"min": float(np.min(res.ess_min)), "mean": float(np.mean(res.ess_mean))},
+        "verdicts": [v.as_dict() for v in verdicts],
+    }
+    ds = xr.Dataset(
+        {"paths": (("particle", "time", "w_dim"), res.paths),
+         "bridge_paths": (("particle", "time", "w_dim"), bridge),
+         "energy": (("particle",), res.energy),
+         "ess_mean": (("step",), res.ess_mean), "ess_min": (("step",), res.ess_min),
+         "drift_max": (("step",), res.drift_max), "step_time": (("step",), res.grid[:-1])},
+        coords={"particle": np.arange(int(n)), "time": np.asarray(SAVE_TIMES), "w_dim": np.arange(d),
+                "step": np.arange(len(res.grid) - 1)})
+    ds.attrs.update(drift=drift, beta=beta, tau=tau, description="bolt bridge: SDE paths from 0 under the "
+                    "Föllmer drift of mu*, the bridge-mixture paths, per-path control energy, per-step drift ESS")
+    return out, ds
+
+
+def evaluate_run(run_dir, *, particles: int = 1000, steps: int = 100, drift: str = "potential", inner: int = 32,
+                 seed: int | None = None, quiet: bool = False, problem=None) -> dict:
+    """Run :func:`bridge_checks` on a run directory; write ``bridge.json`` and ``bridge.nc`` atomically.
+
+    ``bridge.nc`` is ArviZ InferenceData with one group ``bridge`` (``arviz.from_netcdf(path).bridge`` or
+    ``xarray.open_dataset(path, group="bridge")``).
+    """
+    import os
+    import tempfile
+
+    from bolt.io import _umask_mode, write_json
+
+    run_dir = Path(run_dir)
+    pb, P, w, summary, method = load_run_measure(run_dir)
+    problem = pb if problem is None else problem
+    seed = int(summary.get("seed", 0)) if seed is None else int(seed)
+    out, ds = bridge_checks(jax.random.fold_in(jax.random.PRNGKey(seed), 13), problem, P, w, summary, n=particles,
+                            steps=steps, drift=drift, inner=inner, grid=method == "grid",
+                            progress_bar=False if quiet else None)
+    out["settings"]["seed"] = seed
+    import warnings
+
+    import arviz as az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a non-standard group name is intended
+        idata = az.InferenceData(bridge=ds)
+    fd, tmp = tempfile.mkstemp(prefix=".bridge.nc.", suffix=".tmp", dir=run_dir)
+    os.close(fd)
+    try:
+        idata.to_netcdf(tmp)
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, run_dir / "bridge.nc")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    write_json(run_dir / "bridge.json", out)
+    return out
