@@ -200,7 +200,7 @@ def test_public_symbols_have_docstrings():
 
     mods = [importlib.import_module(m) for m in (
         "bolt", "bolt.problem", "bolt.transport", "bolt.estimators", "bolt.bounds", "bolt.diagnostics", "bolt.io",
-        "bolt.gibbs.picard", "bolt.gibbs.mfld", "bolt.gibbs.grid", "bolt.gibbs.mala", "bolt.testing", "bolt.config")]
+        "bolt.gibbs.picard", "bolt.gibbs.mfld", "bolt.gibbs.grid", "bolt.gibbs.mala", "bolt.testing", "bolt.verdicts", "bolt.dynamics", "bolt.config")]
     for mod in mods:
         for name in mod.__all__:
             obj = getattr(mod, name)

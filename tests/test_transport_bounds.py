@@ -99,9 +99,13 @@ def test_sample_maps_against_exact_monotone_map(grid_solution):
 def test_bounds_hold_on_grid_and_wrong_constants_fail(grid_solution):
     pb, res, s = grid_solution
     bounds = {b.name: b for b in evaluate_bounds(jax.random.PRNGKey(1), pb, res.particles, res.weights, s, grid=True)}
-    for name in ("kl_bound", "w2_bound", "talagrand", "oracle", "maurey_identity", "maurey_slope",
-                 "corollary_a", "corollary_b", "corollary_c", "corollary_c_explicit"):
+    for name in ("kl_bound", "w2_bound", "talagrand", "maurey_identity", "maurey_slope"):
         assert bounds[name].holds, bounds[name]
+    # the oracle inequality is near-tight for a near-Gaussian µ*: never violated, decided only with precision
+    assert bounds["oracle"].outcome in ("holds", "inconclusive")
+    for name in ("corollary_a", "corollary_b", "corollary_c"):
+        assert bounds[name].outcome == "rate" and np.isfinite(bounds[name].lhs)
+    assert bounds["corollary_c_explicit"].outcome == "not informative"
     # a quarter of the explicit constant is reported as violated: the checks can fail
     kb = bounds["kl_bound"]
     assert not kl_bound(pb, kb.lhs, 0.0, 0.0, 0.0, constant=kb.constant / 4).holds
@@ -117,7 +121,9 @@ def test_realizable_bound_entry():
     s = summarize(jax.random.PRNGKey(0), pb, res)
     bounds = {b.name: b for b in evaluate_bounds(jax.random.PRNGKey(1), pb, res.particles, res.weights, s, grid=True)}
     rr = bounds["realizable_risk"]
-    assert rr.holds and np.isclose(rr.rhs, 0.81)
+    # |m|²/β = 0.81 exceeds R(γ_τ), which R(µ*) never exceeds: the check cannot fail here
+    assert np.isclose(rr.rhs, 0.81) and rr.outcome == "not informative"
+    assert rr.lhs <= rr.rhs
 
 
 @pytest.mark.statistical

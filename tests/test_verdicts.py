@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 import bolt
-from bolt.bounds import corollary, evaluate_bounds, kl_bound, maurey, oracle_inequality, realizable_risk, talagrand, \
-    w2_bound
+from bolt.bounds import (
+    corollary,
+    evaluate_bounds,
+    kl_bound,
+    maurey,
+    oracle_inequality,
+    realizable_risk,
+    talagrand,
+    w2_bound,
+)
 from bolt.estimators.summary import summarize
 from bolt.gibbs.result import SolveResult
 from bolt.solve import solve
