@@ -200,7 +200,9 @@ def test_public_symbols_have_docstrings():
 
     mods = [importlib.import_module(m) for m in (
         "bolt", "bolt.problem", "bolt.transport", "bolt.estimators", "bolt.bounds", "bolt.diagnostics", "bolt.io",
-        "bolt.gibbs.picard", "bolt.gibbs.mfld", "bolt.gibbs.grid", "bolt.gibbs.mala", "bolt.testing", "bolt.verdicts", "bolt.dynamics", "bolt.config")]
+        "bolt.gibbs.picard", "bolt.gibbs.mfld", "bolt.gibbs.grid", "bolt.gibbs.mala", "bolt.gibbs.refresh",
+        "bolt.estimators.control_variates", "bolt.estimators.ksd", "bolt.estimators.logz", "bolt.testing",
+        "bolt.verdicts", "bolt.dynamics", "bolt.config")]
     for mod in mods:
         for name in mod.__all__:
             obj = getattr(mod, name)
