@@ -21,7 +21,7 @@ def effective_sample_size(values: np.ndarray, chains: int) -> float:
     return float(az.ess(np.asarray(values).reshape(chains, -1)))
 
 
-def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int = 20_000) -> dict:
+def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int = 100_000) -> dict:
     """risk, KL, log Z, free energy (each with a standard error), mean, covariance, W2²(µ*, γ_τ).
 
     For sample-based results the particles are draws of Γ(µ_K) and Ψ is that of µ_K, so
@@ -31,8 +31,8 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
       (:mod:`bolt.estimators.control_variates`: polynomials up to the degree of
       :func:`~bolt.estimators.control_variates.default_degree`; Γ(µ_K)'s score is known exactly),
       which also reduce the variance of the other estimators' per-draw influence series;
-    - log Z: bridge sampling between the draws and their Gaussian fit
-      (:func:`~bolt.estimators.logz.log_z_bridge`);
+    - log Z: importance sampling from a defensive Gaussian fit of the draws
+      (:func:`~bolt.estimators.logz.log_z_importance`; its error is independent of the draws');
     - R: the U-statistic (no 1/N Maurey bias), corrected by the same control variates applied to
       its influence function ``2Ψ(w; µ̂)``;
     - F = ½R + (τ/β)KL, whose per-draw influence is ``Ψ(w; µ̂) − Ψ(w; µ_K)`` (F is stationary at
@@ -44,7 +44,7 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
     and its standard error is 0.
     """
     from bolt.estimators.control_variates import cv_mean, default_degree, stein_features
-    from bolt.estimators.logz import log_z_bridge
+    from bolt.estimators.logz import log_z_importance
     from bolt.transport.w2 import w2_debiased, w2_grid_to_prior, w2_quantile_1d
 
     P, wts = np.asarray(result.particles), np.asarray(result.weights)
@@ -67,20 +67,27 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
         H = stein_features(P, np.asarray(problem.score(Pj, result.field)), degree=default_degree(problem.d, len(P)))
         ess = ess_of(psi)
         e_psi, _, psi_adj = cv_mean(psi, H, ess_of)
-        bridge = log_z_bridge(k1, problem, result.field, Pj, ess=ess, n=logz_samples)
-        lz, lz_se, lz_est = bridge.value, bridge.se, bridge.estimator
+        logz = log_z_importance(k1, problem, result.field, Pj, n=logz_samples)
+        lz, lz_se, lz_est = logz.value, logz.se, logz.estimator
+        # R's first-order influence is 2Ψ(w; µ*). The control variate is fitted to the fixed function
+        # Ψ(·; µ_K) ≈ Ψ(·; µ*): fitting it to Ψ(w; µ̂), which depends on every draw, biases R by O(1/n)
         own = np.asarray(problem.psi(Pj, Pj), np.float64)
-        _, own_se, own_adj = cv_mean(own, H, ess_of)
-        risk = float(problem.risk(Pj, unbiased=True)) - 2.0 * float(own.mean() - own_adj.mean())
-        # the U-statistic's degenerate second-order term, left once the control variates have
-        # removed most of the first-order one: variance 2 E[K̄²]/(n(n−1)), K̄ the doubly centred kernel
+        fit = psi - psi_adj  # hᵀĉ, with ĉ cross-fitted on psi
+        risk = float(problem.risk(Pj, unbiased=True)) - 2.0 * float(fit.mean())
+        # the U-statistic's degenerate second-order term: variance 2 E[K̄²]/(n(n−1)), K̄ the doubly
+        # centred kernel; it matters once the control variates have removed most of the first-order one
         var2 = _degenerate_variance(problem, P, ess)
-        risk_se = float(np.sqrt((2.0 * own_se) ** 2 + var2))
-        _, _, f_adj = cv_mean(own - psi, H, ess_of)
-        # KL and F share the draws with the bridge estimate of log Z: their per-draw influences
-        # include log Z's, so the correlation is in the standard error
-        kl_se = _se(-bt * psi_adj - bridge.influence, ess_of, bridge.reference_var)
-        f_infl_se = _se(f_adj - lam * bridge.influence, ess_of, lam**2 * bridge.reference_var + 0.25 * var2)
+        risk_se = _se(2.0 * (own - fit), ess_of, var2)
+        # F = ½R + (τ/β)KL = ½R_U − mean Ψ(·; µ_K) − (τ/β) log Z: the control variates cancel, and
+        # the per-draw influence Ψ(w; µ̂) − Ψ(w; µ_K) is small because F is stationary at µ*
+        f_adj = own - psi
+        # KL and F add log Z's error; an estimator of log Z that uses the same draws (bridge sampling)
+        # reports its per-draw influence, so a correlation would be carried here too
+        kl_se = _se(-bt * psi_adj - logz.influence, ess_of, logz.reference_var)
+        # own − psi carries the plug-in noise of µ̂ (variance E[K̄²]/n per draw, i.e. var2/2 in the mean),
+        # which is the degenerate term again: remove it once and add F's own share, var2/4
+        f_var = max(np.var(f_adj - lam * logz.influence, ddof=1) / max(ess_of(f_adj), 1.0) - 0.5 * var2, 0.0)
+        f_infl_se = float(np.sqrt(f_var + lam**2 * logz.reference_var + 0.25 * var2))
     kl = -bt * e_psi - lz
     if result.method == "grid":
         kl_se = 0.0
@@ -149,7 +156,7 @@ def extend_draws(key, problem: Problem, result: SolveResult, n_new: int, *, n_st
 
 def summarize_to_precision(key, problem: Problem, result: SolveResult, *, target_rel_se: float = 0.01,
                            max_draws: int = 32_000, quantities=("kl", "free_energy"),
-                           logz_samples: int = 20_000) -> tuple[dict, SolveResult]:
+                           logz_samples: int = 100_000) -> tuple[dict, SolveResult]:
     """Summarize, drawing more from Γ(µ_K) (:func:`extend_draws`) until every quantity in
     ``quantities`` has relative standard error at most ``target_rel_se``, or ``max_draws`` is reached.
 
