@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 import bolt
-from bolt.estimators import log_z_monte_carlo, log_z_thermodynamic
+from bolt.estimators import log_z_bridge, log_z_importance, log_z_monte_carlo, log_z_thermodynamic
 from bolt.estimators.summary import summarize
 from bolt.solve import solve
+from bolt.testing import exact_gibbs_draws
 from bolt.transport import w2_exact
 
 # d = 1, σ = erf, Gaussian inputs, teacher erf(1.5 x): µ* is visibly tilted away from γ_τ
@@ -93,9 +94,14 @@ def test_realizable_risk_bound(grid1):
 @pytest.mark.statistical
 def test_log_z_estimators_agree_with_grid(pb1, grid1):
     res, s = grid1
+    draws = exact_gibbs_draws(np.random.default_rng(5), pb1, res.field, 2000,
+                              float(np.min(pb1.psi_field(res.particles, res.field))))
     for est in (log_z_monte_carlo(jax.random.PRNGKey(3), pb1, res.field, 50_000),
                 log_z_thermodynamic(jax.random.PRNGKey(4), pb1, res.field, n_chains=256, n_steps=300,
-                                    burn=100)):
+                                    burn=100),
+                log_z_bridge(jax.random.PRNGKey(6), pb1, res.field, draws),
+                log_z_bridge(jax.random.PRNGKey(7), pb1, res.field, draws, reference="prior"),
+                log_z_importance(jax.random.PRNGKey(8), pb1, res.field, draws)):
         assert est.se > 0
         assert abs(est.value - s["log_z"]) < K_SIGMA * est.se, (est, s["log_z"])
     # power: log Z = 0 (the untilted prior) is far outside the error bars

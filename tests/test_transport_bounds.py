@@ -142,3 +142,16 @@ def test_debiased_w2_removes_most_of_the_sample_bias():
     assert abs(np.mean(deb) - m @ m) < 5 * se
     # the plain estimate's bias is far outside that error bar: the debiasing is doing the work
     assert np.mean(plain) - m @ m > 5 * np.std(plain, ddof=1) / np.sqrt(len(plain))
+
+
+def test_monotone_map_pushes_the_prior_to_mu():
+    """T = F_µ^{-1} ∘ F_{γ_τ} for µ = N(m, s²) given on a fine grid: T(√τ q) = m + s q (τ ≠ 1 so that
+    x/τ and x/√τ differ). Built independently of the map, unlike the sample-map test above."""
+    from scipy.stats import norm
+
+    tau, m, s = 0.5, 0.4, 0.6
+    z = np.linspace(-6, 6, 2001)
+    w = np.exp(-((z - m) ** 2) / (2 * s**2))
+    q = norm.ppf(np.linspace(0.05, 0.95, 19))
+    T = monotone_map_1d(tau, z, w)
+    np.testing.assert_allclose(T(np.sqrt(tau) * q), m + s * q, atol=2 * (z[1] - z[0]))

@@ -21,7 +21,7 @@ from bolt.bounds import (
 from bolt.estimators.summary import summarize
 from bolt.gibbs.result import SolveResult
 from bolt.solve import solve
-from bolt.testing import gaussian_kl
+from bolt.testing import exact_gibbs_draws, gaussian_kl
 from bolt.verdicts import judge, verdict
 
 LINEAR = bolt.custom_activation(lambda x, w: x @ w, "linear")
@@ -155,25 +155,14 @@ def test_standard_errors_are_calibrated_over_replications():
     pb = bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=1.5, tau=0.5)
     g = solve(pb, "grid", grid_points=801)
     truth = summarize(jax.random.PRNGKey(0), pb, g)
-    bt = pb.beta / pb.tau
     psi_min = float(np.min(pb.psi_field(g.particles, g.field)))
-
-    def exact_draws(rng, n):
-        """Rejection sampling from γ_τ with acceptance exp(−(β/τ)(Ψ − min Ψ)): exact iid draws of Γ(µ*)."""
-        out, have = [], 0
-        while have < n:
-            w = np.sqrt(pb.tau) * rng.normal(size=4 * n)
-            acc = rng.random(4 * n) < np.exp(-bt * (np.asarray(pb.psi_field(w[:, None], g.field)) - psi_min))
-            out.append(w[acc])
-            have += int(acc.sum())
-        return np.concatenate(out)[:n]
 
     keys = ("risk", "kl", "free_energy", "log_z", "w2_squared_to_prior")
     z = {k: [] for k in keys}
     reps, n = 30, 1000
     for seed in range(reps):
-        x = exact_draws(np.random.default_rng(seed), n)
-        res = SolveResult("iid", x[:, None], np.full(n, 1.0 / n), g.field, True, 1)
+        x = exact_gibbs_draws(np.random.default_rng(seed), pb, g.field, n, psi_min)
+        res = SolveResult("iid", x, np.full(n, 1.0 / n), g.field, True, 1)
         s = summarize(jax.random.PRNGKey(100 + seed), pb, res)
         for k in keys:
             z[k].append((s[k] - truth[k]) / s[k + "_se"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["mean_and_se", "assert_close_z", "assert_mean_close", "gaussian_kl", "gaussian_w2_squared",
-           "loglog_slope"]
+           "loglog_slope", "exact_gibbs_draws"]
 
 
 def mean_and_se(x, axis: int = 0):
@@ -57,3 +57,19 @@ def loglog_slope(x, y) -> tuple[float, float]:
     s2 = resid @ resid / max(n - 2, 1)
     cov = s2 * np.linalg.inv(A.T @ A)
     return float(coef[0]), float(np.sqrt(cov[0, 0]))
+
+
+def exact_gibbs_draws(rng, problem, fld, n: int, psi_min: float) -> np.ndarray:
+    """Exact iid draws ``(n, d)`` of Γ(µ) ∝ γ_τ e^{−(β/τ)Ψ(·; µ)} by rejection from γ_τ.
+
+    A proposal ``w ~ γ_τ`` is accepted with probability ``exp(−(β/τ)(Ψ(w; µ) − psi_min))``, which
+    needs ``psi_min ≤ inf Ψ`` (e.g. the minimum over a fine grid). For tests in low dimension.
+    """
+    bt = problem.beta / problem.tau
+    out, have = [], 0
+    while have < n:
+        w = np.sqrt(problem.tau) * rng.normal(size=(4 * n, problem.d))
+        acc = rng.random(4 * n) < np.exp(-bt * (np.asarray(problem.psi_field(w, fld)) - psi_min))
+        out.append(w[acc])
+        have += int(acc.sum())
+    return np.concatenate(out)[:n]
