@@ -53,7 +53,7 @@ DEFAULT_CONFIG: dict = {
         "grid_points": 0,
         "logz_samples": 100000,
         "kernel": "mala",
-        "final_draws": 8000,
+        "final_draws": 10000,
     },
     "output": {"report": True, "bounds": True, "target_rel_se": 0.0, "max_draws": 32000},
 }

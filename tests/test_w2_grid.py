@@ -209,7 +209,7 @@ def test_grid_w2_to_prior_d1_is_exact_quadrature():
 
 @pytest.mark.statistical
 def test_grid_w2_to_prior_d2_consistent_and_lattice_ot_biased():
-    """d = 2, µ* = N(m, τI): the jittered-draw debiased estimate is within 4 se of |m|²; the old
+    """d = 2, µ* = N(m, τI): the control-variate estimate is within 4 se of |m|²; the old
     lattice-to-lattice exact OT (grid measure vs grid-discretised prior) misses by more than 4 of
     those se (power check), on a coarse but legal grid (≈ 2 points per prior sd)."""
     tau = 1.0
@@ -218,7 +218,7 @@ def test_grid_w2_to_prior_d2_consistent_and_lattice_ot_biased():
     res = solve(pb, "grid", grid_points=41)
     np.testing.assert_allclose(res.mean(), m, atol=1e-12)
     P, w = res.particles, res.weights
-    est = w2_grid_to_prior(P, w, tau, key=jax.random.PRNGKey(0), n=4000)
+    est = w2_grid_to_prior(P, w, tau, key=jax.random.PRNGKey(0))
     assert abs(est.w2_squared - m @ m) < 4 * est.se, (est, m @ m)
     prior_w = np.exp(-np.sum(P * P, 1) / (2 * tau))
     old = w2_exact(P, P, w, prior_w / prior_w.sum())
