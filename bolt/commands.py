@@ -11,7 +11,7 @@ from bolt.errors import ResultsError
 __all__ = ["register", "run_config", "PICARD_KEYS", "MFLD_KEYS"]
 
 PICARD_KEYS = ("particles", "chains", "damping", "tolerance", "max_iterations", "min_iterations", "warmup",
-               "inner_steps", "step_size", "adapt", "kernel", "buffer", "final_draws")
+               "inner_steps", "step_size", "adapt", "kernel", "buffer", "final_blocks")
 MFLD_KEYS = ("particles", "step_size", "horizon", "tolerance")
 
 

@@ -53,7 +53,7 @@ DEFAULT_CONFIG: dict = {
         "grid_points": 0,
         "logz_samples": 100000,
         "kernel": "mala",
-        "final_draws": 10000,
+        "final_blocks": 5,
     },
     "output": {"report": True, "bounds": True, "target_rel_se": 0.0, "max_draws": 32000},
 }
@@ -74,7 +74,7 @@ _TYPES = {
     ("solver", "min_iterations"): int, ("solver", "chains"): int, ("solver", "warmup"): int,
     ("solver", "inner_steps"): int, ("solver", "step_size"): float, ("solver", "adapt"): bool,
     ("solver", "horizon"): float, ("solver", "buffer"): int, ("solver", "grid_points"): int,
-    ("solver", "logz_samples"): int, ("solver", "kernel"): str, ("solver", "final_draws"): int,
+    ("solver", "logz_samples"): int, ("solver", "kernel"): str, ("solver", "final_blocks"): int,
     ("output", "report"): bool, ("output", "bounds"): bool, ("output", "target_rel_se"): float,
     ("output", "max_draws"): int,
 }
@@ -134,8 +134,8 @@ def resolve_config(raw: dict | None) -> dict:
     for key in ("particles", "max_iterations", "chains", "inner_steps", "logz_samples"):
         if s[key] < 1:
             raise ConfigError(f"solver.{key}: must be at least 1, got {s[key]}")
-    if s["final_draws"] < 0:
-        raise ConfigError(f"solver.final_draws: must be >= 0, got {s['final_draws']}")
+    if s["final_blocks"] < 1:
+        raise ConfigError(f"solver.final_blocks: must be at least 1, got {s['final_blocks']}")
     if s["warmup"] < 0 or s["min_iterations"] < 0 or s["grid_points"] < 0:
         raise ConfigError("solver.warmup, solver.min_iterations and solver.grid_points must be >= 0")
     if s["buffer"] < 2:

@@ -51,7 +51,12 @@ def test_results_roundtrip_through_arviz(full_run):
     for name in ("lp", "diverging", "step_size", "acceptance_rate"):
         assert name in idata.sample_stats, name
     assert idata.fixed_point["residual"].dims == ("iteration",) and idata.fixed_point.sizes["iteration"] == 4
-    assert idata.particles["particles"].shape == (400, 2)
+    # the final draws: `final_blocks` blocks of `particles` draws of the last Γ(µ_K), in 4 chains
+    from bolt.config import DEFAULT_CONFIG
+
+    blocks = DEFAULT_CONFIG["solver"]["final_blocks"]
+    assert idata.particles["particles"].shape == (400 * blocks, 2)
+    assert post.sizes["draw"] == 100 * blocks
     np.testing.assert_allclose(idata.particles["weights"].sum(), 1.0)
 
 

@@ -77,7 +77,7 @@ def _initial_field(key, problem: Problem, n: int, buffer: int) -> Field:
 def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int = 2000, chains: int = 4,
                  damping: float = 0.5, tolerance: float = 0.05, max_iterations: int = 30, min_iterations: int = 4,
                  warmup: int = 500, inner_steps: int = 1, step_size: float = 0.0, adapt: bool = True,
-                 kernel: str = "mala", buffer: int = 4, logz_samples: int = 4096, final_draws: int = 0,
+                 kernel: str = "mala", buffer: int = 4, logz_samples: int = 4096, final_blocks: int = 1,
                  checkpoint=None,
                  on_iteration=None, progress_bar: bool | None = None) -> SolveResult:
     """Solve µ* = Γ(µ*) by damped Picard iteration with a NumPyro inner sampler.
@@ -100,10 +100,10 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
       buffer: on the arcsine route µ_k is kept as the last ``buffer`` blocks of draws (see
         :meth:`~bolt.problem.Problem.mix`).
       logz_samples: prior draws for the per-iteration log Z (trace only).
-      final_draws: draws of the final Γ(µ_K) in the result (0: ``particles``). Once the stopping rule
-        is met the chains continue with the same µ_K, ``ceil(final_draws / particles)`` blocks in
-        all, so the estimators downstream have proportionally more effective draws at the cost of
-        sampling alone (no new Picard iterations, nothing recompiled).
+      final_blocks: blocks of ``particles`` draws of the final Γ(µ_K) in the result. Once the
+        stopping rule is met the chains continue with the same µ_K for ``final_blocks − 1`` more
+        blocks, so the estimators downstream have proportionally more effective draws at the cost
+        of sampling alone (no new Picard iterations, nothing recompiled).
       checkpoint: a dict from ``on_iteration`` to resume from.
       on_iteration: callback ``(k, checkpoint_dict)`` after each completed iteration.
       progress_bar: show bars for the Picard iterations and the NumPyro warmup (default: when
@@ -119,7 +119,7 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
     settings = dict(method=f"picard-{inner}", particles=particles, chains=chains, damping=damping,
                     tolerance=tolerance, max_iterations=max_iterations, min_iterations=min_iterations,
                     warmup=warmup, inner_steps=inner_steps, step_size=step_size, adapt=adapt, kernel=kernel,
-                    buffer=buffer, logz_samples=logz_samples, final_draws=final_draws)
+                    buffer=buffer, logz_samples=logz_samples, final_blocks=final_blocks)
     draws = particles // chains
     show = sys.stderr.isatty() if progress_bar is None else bool(progress_bar)
     # NumPyro's driver runs the warmup (adaptation, vectorised chains); the draws of every iteration
@@ -234,7 +234,7 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         raise BoltError("resume: the checkpoint is already at the iteration cap")
     blocks = [chain_draws]
     extra = {name: [v] for name, v in stats.items()}
-    for j in range(1, -(-max(final_draws, particles) // particles)):  # more draws of the same Γ(µ_K)
+    for j in range(1, max(int(final_blocks), 1)):  # more draws of the same Γ(µ_K)
         state, out = collect(state, last_field, scale, jax.random.split(jax.random.fold_in(key, 30_000_000 + j),
                                                                         chains))
         blocks.append(np.asarray(out.pop("w")))
