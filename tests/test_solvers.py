@@ -194,3 +194,12 @@ def test_scale_free_stopping_rule_converges_in_every_regime(method, beta, tau):
     g = grid.weights @ grid.particles[:, 0]
     se = res.particles[:, 0].std() / np.sqrt(s["ess"]) * FIELD_INFLATION
     assert abs(s["mean"][0] - g) < K_SIGMA * se, (s["mean"][0], g, se)
+
+
+@pytest.mark.parametrize("method", ["picard-mala", "picard-nuts"])
+def test_single_chain_is_legal(pb1, method):
+    """chains = 1 (NumPyro keeps a single chain's state unbatched) runs, with the extra final blocks."""
+    res = solve(pb1, method, particles=200, chains=1, max_iterations=2, warmup=50, final_blocks=2,
+                progress_bar=False)
+    assert res.chains.shape == (1, 400, 1) and res.particles.shape == (400, 1)
+    assert all(v.shape == (1, 400) for v in res.sample_stats.values())

@@ -137,14 +137,15 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
     @jax.jit
     def collect(state, fld, scale, keys):
         """``draws`` kept draws (``inner_steps`` kernel steps each) from ``state``; (chain, draw, ...) outputs."""
-        state = state._replace(rng_key=keys)
+        # NumPyro keeps a single chain's state unbatched: one key, and no chain axis to move
+        state = state._replace(rng_key=keys if chains > 1 else keys[0])
 
         def body(st, _):
             st = jax.lax.fori_loop(0, inner_steps, lambda i, s: sampler.sample(s, (fld, scale), {}), st)
             return st, {"w": st.z["w"], **{n: g(st) for n, g in getters.items()}}
 
         state, out = jax.lax.scan(body, state, None, length=draws)
-        return state, jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), out)
+        return state, jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1) if chains > 1 else a[None], out)
 
     bt = problem.beta / problem.tau
     stride = max(1, particles // 1000)
@@ -177,7 +178,8 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         start_k = int(checkpoint["iteration"]) + 1
         prev = np.asarray(checkpoint["samples"])
         trace = {k: list(np.asarray(checkpoint[f"trace_{k}"])) for k in TRACE_KEYS}
-        template = sampler.init(jax.random.split(key, chains), max(warmup, 1), {"w": jnp.zeros((chains, problem.d))},
+        z0 = jnp.zeros((chains, problem.d)) if chains > 1 else jnp.zeros((problem.d,))
+        template = sampler.init(jax.random.split(key, chains) if chains > 1 else key, max(warmup, 1), {"w": z0},
                                 (fld, scale), {})
         leaves = [jnp.asarray(checkpoint[f"mcmc_{i}"]) for i in range(int(checkpoint["mcmc_leaves"]))]
         state = jax.tree.unflatten(jax.tree.structure(template), leaves)
@@ -193,7 +195,7 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         kk = jax.random.fold_in(key, k)
         with count_compilations() as n_compiled:
             if init is not None:  # first iteration: NumPyro warmup from γ_τ draws
-                mcmc.warmup(jax.random.fold_in(kk, 2), fld, scale, init_params={"w": init})
+                mcmc.warmup(jax.random.fold_in(kk, 2), fld, scale, init_params={"w": init if chains > 1 else init[0]})
                 state, init = mcmc.post_warmup_state, None
             state, out = collect(state, fld, scale, jax.random.split(kk, chains))
         compiles.append(n_compiled[0])
