@@ -1,6 +1,7 @@
 """The ``bolt`` command line: ``bolt problem``, ``bolt run``, ``bolt bounds``, ``bolt report``.
 
 Errors in user input print one line ``bolt: error: ...`` and exit with status 2 (no traceback).
+Ctrl-C (SIGINT) and SIGTERM stop a run with status 130, keeping its last checkpoint.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from bolt._version import __version__
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     _setup_jax()
+    # SIGTERM (what SLURM, Kubernetes and `kill` send before a kill) is handled like Ctrl-C: the
+    # checkpoint written after the last completed iteration is kept and `--resume` continues
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args) or 0)
     except BoltError as exc:
@@ -82,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `bolt ... | head`
         sys.stderr.close()
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -146,7 +146,8 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
 
 
-def test_sigint_keeps_checkpoint_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_keep_checkpoint_and_exit_cleanly(tmp_path, sig):
     cfg = tmp_path / "c.toml"
     cfg.write_text("""
 [problem]
@@ -169,7 +170,7 @@ bounds = false
     while not (out / "checkpoint.npz").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     assert (out / "checkpoint.npz").exists(), proc.communicate()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert (out / "checkpoint.npz").exists() and not (out / "summary.json").exists()
