@@ -10,6 +10,7 @@ from bolt.errors import ResultsError
 
 __all__ = ["register", "run_config", "PICARD_KEYS", "MFLD_KEYS"]
 
+DEFAULT_OUT = "bolt-run"
 PICARD_KEYS = ("particles", "chains", "damping", "tolerance", "max_iterations", "min_iterations", "warmup",
                "inner_steps", "step_size", "adapt", "kernel", "buffer", "final_blocks")
 MFLD_KEYS = ("particles", "step_size", "horizon", "tolerance")
@@ -35,18 +36,30 @@ def solver_settings(cfg: dict) -> dict:
     return {"grid_points": s["grid_points"], "damping": s["damping"]}
 
 
-def run_config(cfg: dict, out: str | Path, *, resume: bool = False, quiet: bool = False) -> dict:
+RUN_FILES = ("config.toml", "summary.json", "checkpoint.npz", "results.nc", "bounds.json", "report.html")
+
+
+def run_state(out: Path) -> str | None:
+    """``"finished"``, ``"in progress"`` (a config or checkpoint but no summary) or ``None`` for a directory."""
+    if (out / "summary.json").is_file() and not (out / "checkpoint.npz").is_file():
+        return "finished"
+    if any((out / f).exists() for f in ("config.toml", "checkpoint.npz", "summary.json")):
+        return "in progress"
+    return None
+
+
+def run_config(cfg: dict, out: str | Path, *, resume: bool = False, quiet: bool = False,
+               overwrite: bool = False) -> dict:
     """Solve a resolved config and write ``config.toml``, ``summary.json``, ``results.nc`` into ``out``.
 
     A checkpoint (``checkpoint.npz``) is written atomically after every completed iteration;
-    ``resume=True`` continues from it with the run directory's own ``config.toml``.
+    ``resume=True`` continues from it with the run directory's own ``config.toml``. The problem
+    (and any data file) is built before the directory is touched, so a failing config never
+    changes an existing run; a directory that holds a run is refused unless ``overwrite``; one
+    process writes a run directory at a time (:class:`~bolt.io.RunLock`).
     """
-    import jax
-
     from bolt.config import dump_toml, load_config, problem_from_config
-    from bolt.estimators.summary import summarize, summarize_to_precision
-    from bolt.io import atomic_write_text, load_checkpoint, save_checkpoint, save_results, to_inference_data, write_json
-    from bolt.solve import solve
+    from bolt.io import RunLock, atomic_write_text, load_checkpoint
 
     out = Path(out)
     ck = None
@@ -54,15 +67,39 @@ def run_config(cfg: dict, out: str | Path, *, resume: bool = False, quiet: bool 
         if not (out / "config.toml").is_file():
             raise ResultsError(f"resume: {out} has no config.toml (not a bolt run directory)")
         cfg = load_config(out / "config.toml")
-        if (out / "summary.json").is_file() and not (out / "checkpoint.npz").is_file():
+        if run_state(out) == "finished":
             raise ResultsError(f"resume: the run in {out} is already complete")
-        if cfg["solver"]["method"] != "grid":
-            ck = load_checkpoint(out / "checkpoint.npz")
     else:
+        if out.exists() and not out.is_dir():
+            raise ResultsError(f"--out: {out} exists and is not a directory")
+        state = run_state(out) if out.is_dir() else None
+        if state is not None and not overwrite:
+            raise ResultsError(f"--out: {out} holds a {state} run; continue it with `bolt run --resume {out}`, "
+                               f"or replace it with --overwrite")
+    problem = problem_from_config(cfg)  # validates and loads data before anything is written
+    try:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.toml", dump_toml(cfg))
-        (out / "checkpoint.npz").unlink(missing_ok=True)
-    problem = problem_from_config(cfg)
+    except OSError as exc:
+        raise ResultsError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
+    with RunLock(out, "resume" if resume else "run"):
+        if resume:
+            if cfg["solver"]["method"] != "grid":
+                ck = load_checkpoint(out / "checkpoint.npz")
+        else:
+            for name in RUN_FILES:  # --overwrite (or a fresh directory): nothing of an old run survives
+                (out / name).unlink(missing_ok=True)
+            atomic_write_text(out / "config.toml", dump_toml(cfg))
+        return _solve_and_write(cfg, problem, out, ck, quiet)
+
+
+def _solve_and_write(cfg: dict, problem, out: Path, ck, quiet: bool) -> dict:
+    """The body of a run under its lock: solve, summarize, write results, bounds and report."""
+    import jax
+
+    from bolt.estimators.summary import summarize, summarize_to_precision
+    from bolt.io import save_checkpoint, save_results, to_inference_data, write_json
+    from bolt.solve import solve
+
     s = cfg["solver"]
     kwargs = solver_settings(cfg)
     if s["method"] != "grid":
@@ -82,19 +119,13 @@ def run_config(cfg: dict, out: str | Path, *, resume: bool = False, quiet: bool 
     save_results(out / "results.nc", to_inference_data(result, problem))
     write_json(out / "summary.json", summary)
     if cfg["output"]["bounds"]:
-        try:
-            from bolt.bounds import evaluate_run
-        except ImportError:
-            evaluate_run = None
-        if evaluate_run is not None:
-            evaluate_run(out, problem=problem, result=result, summary=summary)
+        from bolt.bounds import evaluate_run
+
+        evaluate_run(out, problem=problem, result=result, summary=summary)
     if cfg["output"]["report"]:
-        try:
-            from bolt.diagnostics.report import write_report
-        except ImportError:
-            write_report = None
-        if write_report is not None:
-            write_report(out)
+        from bolt.diagnostics.report import write_report
+
+        write_report(out)
     (out / "checkpoint.npz").unlink(missing_ok=True)
     return summary
 
@@ -131,12 +162,25 @@ def _cmd_run(args) -> int:
     from bolt.config import load_config
 
     if args.resume:
+        if args.config or args.out or args.overwrite:
+            raise ResultsError("--resume DIR continues the run with DIR's own config.toml: give no CONFIG, "
+                               "--out or --overwrite with it")
         out = Path(args.resume)
         summary = run_config(None, out, resume=True, quiet=args.quiet)
     else:
         cfg = load_config(args.config)
-        out = Path(args.out)
-        summary = run_config(cfg, out, quiet=args.quiet)
+        if args.out is None:  # the default directory never clobbers an earlier run: bolt-run, bolt-run-2, ...
+            out, i = Path(DEFAULT_OUT), 1
+            while out.exists() and (not out.is_dir() or run_state(out) is not None):
+                i += 1
+                out = Path(f"{DEFAULT_OUT}-{i}")
+            if i > 1 and not args.quiet:
+                print(f"bolt: {DEFAULT_OUT} holds an earlier run; writing to {out}", file=sys.stderr)
+        else:
+            if not args.out.strip():
+                raise ResultsError("--out: empty directory name")
+            out = Path(args.out)
+        summary = run_config(cfg, out, quiet=args.quiet, overwrite=args.overwrite)
     if not args.quiet:
         print_summary(summary, out)
         if (out / "bounds.json").is_file():
@@ -162,10 +206,19 @@ def print_bounds(bounds) -> None:
         print(f"  {b.name:<22} {lhs:>20} {side(b.rhs, b.rhs_se):>20} {b.constant:>10.4g}  {b.outcome:<16} {margin}")
 
 
+def _locked(run_dir: str, command: str):
+    from bolt.io import RunLock
+
+    if not Path(run_dir).is_dir():
+        raise ResultsError(f"{command}: no run directory at {run_dir}")
+    return RunLock(run_dir, command)
+
+
 def _cmd_bounds(args) -> int:
     from bolt.bounds import evaluate_run
 
-    bounds = evaluate_run(args.run_dir)
+    with _locked(args.run_dir, "bounds"):
+        bounds = evaluate_run(args.run_dir)
     print(f"bolt bounds — {args.run_dir}/bounds.json")
     print_bounds(bounds)
     return 0
@@ -174,7 +227,8 @@ def _cmd_bounds(args) -> int:
 def _cmd_report(args) -> int:
     from bolt.diagnostics.report import write_report
 
-    path = write_report(args.run_dir)
+    with _locked(args.run_dir, "report"):
+        path = write_report(args.run_dir)
     print(f"bolt report — wrote {path}")
     return 0
 
@@ -183,8 +237,10 @@ def register(sub) -> None:
     """Add ``run`` (and the subcommands of later modules) to the CLI."""
     p = sub.add_parser("run", help="solve for mu* and write config.toml, summary.json, results.nc")
     p.add_argument("config", nargs="?", help="TOML config (default: the built-in default problem)")
-    p.add_argument("--out", default="bolt-run", help="output directory (default: ./bolt-run)")
-    p.add_argument("--resume", metavar="DIR", help="continue an interrupted run in DIR")
+    p.add_argument("--out", default=None,
+                   help=f"output directory (default: ./{DEFAULT_OUT}, or ./{DEFAULT_OUT}-2, ... if that holds a run)")
+    p.add_argument("--resume", metavar="DIR", help="continue an interrupted run in DIR (with DIR's config)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars or table")
     p.set_defaults(func=_cmd_run)
 

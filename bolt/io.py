@@ -16,7 +16,7 @@ import numpy as np
 from bolt.errors import ResultsError
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "save_checkpoint", "load_checkpoint",
-           "to_inference_data", "save_results", "load_results", "load_summary", "load_json"]
+           "to_inference_data", "save_results", "load_results", "load_summary", "load_json", "RunLock"]
 
 
 def _umask_mode() -> int:
@@ -194,3 +194,62 @@ def load_summary(run_dir: str | Path) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ResultsError(f"run: {path} is corrupt: {exc}") from None
+
+
+LOCK_NAME = ".bolt.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+class RunLock:
+    """One writer per run directory: ``RUN_DIR/.bolt.lock`` holds ``pid host command``.
+
+    Taken with an exclusive create, so two processes cannot both hold it; released on any exit
+    from the ``with`` block. A lock whose process is gone (same host, PID not alive) is stale and
+    is replaced; a live one — or one from another host, which cannot be checked — makes the second
+    writer fail with a message naming the holder.
+    """
+
+    def __init__(self, run_dir: str | Path, command: str):
+        self.path = Path(run_dir) / LOCK_NAME
+        self.command = command
+        self.held = False
+
+    def __enter__(self) -> RunLock:
+        import socket
+
+        host = socket.gethostname()
+        me = f"{os.getpid()} {host} {self.command}\n"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    pid_s, lock_host, *what = self.path.read_text().split()
+                    pid = int(pid_s)
+                except (OSError, ValueError):
+                    pid, lock_host, what = -1, host, ["?"]
+                if lock_host == host and (pid < 0 or not _pid_alive(pid)):
+                    self.path.unlink(missing_ok=True)  # stale: its process is gone
+                    continue
+                raise ResultsError(f"{self.path.parent}: another bolt process (pid {pid} on {lock_host}, "
+                                   f"{' '.join(what) or '?'}) is writing this run directory; wait for it, or "
+                                   f"remove {self.path} if that process is gone") from None
+            with os.fdopen(fd, "w") as fh:
+                fh.write(me)
+            self.held = True
+            return self
+        raise ResultsError(f"{self.path}: could not take the run-directory lock")
+
+    def __exit__(self, *exc) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
