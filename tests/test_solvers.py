@@ -203,3 +203,15 @@ def test_single_chain_is_legal(pb1, method):
                 progress_bar=False)
     assert res.chains.shape == (1, 400, 1) and res.particles.shape == (400, 1)
     assert all(v.shape == (1, 400) for v in res.sample_stats.values())
+
+
+def test_killed_after_the_last_checkpoint_resumes_to_the_same_answer(pb1):
+    """A solve whose last iteration is checkpointed but whose result was never returned (SIGKILL between
+    the checkpoint and the summary) resumes without running another iteration, to the same draws."""
+    cks = {}
+    kw = dict(particles=200, max_iterations=3, min_iterations=3, warmup=50, final_blocks=2, progress_bar=False)
+    full = solve(pb1, "picard-mala", on_iteration=lambda k, ck: cks.__setitem__(k, ck), **kw)
+    again = solve(pb1, "picard-mala", checkpoint=cks[max(cks)], **kw)
+    assert again.iterations == full.iterations and again.converged == full.converged
+    np.testing.assert_allclose(again.particles, full.particles, atol=1e-12)
+    np.testing.assert_allclose(again.trace["p_value"], full.trace["p_value"])

@@ -184,14 +184,28 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         leaves = [jnp.asarray(checkpoint[f"mcmc_{i}"]) for i in range(int(checkpoint["mcmc_leaves"]))]
         state = jax.tree.unflatten(jax.tree.structure(template), leaves)
         init = None
+        if "last_field_weights" in checkpoint:  # the draws of the checkpointed iteration and their µ_k
+            last_field = Field(*(jnp.asarray(checkpoint[f"last_field_{n}"]) for n in Field._fields))
+            samples = prev
+            chain_draws = samples.reshape(chains, -1, problem.d)
+            stats = {k[len("stats_"):]: np.asarray(v) for k, v in checkpoint.items() if k.startswith("stats_")}
+
+    def stopped(k):
+        """The stopping rule after iteration k: a fixed point when the draws pass the KSD test against
+        their own Gibbs measure twice running."""
+        return k + 1 >= max(min_iterations, 2) and min(trace["p_value"][-2:]) >= tolerance
 
     bar = progress(max_iterations, f"picard-{inner}", show)
     bar.update(start_k)
-    converged = False
     t0 = time.time()
     k = start_k - 1
     compiles = []
-    for k in range(start_k, max_iterations):
+    # a run killed after its last checkpoint (converged or at the cap) but before its results resumes
+    # to exactly the uninterrupted answer: no further iteration, the checkpointed draws are the result
+    finished = checkpoint is not None and "last_field_weights" in checkpoint and (
+        stopped(start_k - 1) or start_k >= max_iterations)
+    converged = finished and stopped(start_k - 1)
+    for k in range(start_k, max_iterations if not finished else start_k):
         kk = jax.random.fold_in(key, k)
         with count_compilations() as n_compiled:
             if init is not None:  # first iteration: NumPyro warmup from γ_τ draws
@@ -221,18 +235,21 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         if on_iteration is not None:
             ck = {"iteration": k, "samples": samples, "mcmc_leaves": 0}
             ck.update({f"field_{n}": np.asarray(getattr(fld, n)) for n in Field._fields})
+            ck.update({f"last_field_{n}": np.asarray(getattr(last_field, n)) for n in Field._fields})
+            ck.update({f"stats_{n}": v for n, v in stats.items()})
             ck.update({f"trace_{n}": np.asarray(v, np.float64) for n, v in trace.items()})
             leaves = jax.tree.leaves(state)
             ck["mcmc_leaves"] = len(leaves)
             ck.update({f"mcmc_{i}": np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
                                                else x) for i, x in enumerate(leaves)})
             on_iteration(k, ck)
-        # a fixed point when the draws pass the KSD test against their own Gibbs measure twice running
-        if k + 1 >= max(min_iterations, 2) and min(trace["p_value"][-2:]) >= tolerance:
+        if stopped(k):
             converged = True
             break
     bar.close()
-    if k < start_k:  # resumed a finished solve: nothing new ran
+    if finished:
+        k = start_k - 1
+    elif k < start_k:  # a checkpoint from an older bolt, without its draws' field
         raise BoltError("resume: the checkpoint is already at the iteration cap")
     blocks = [chain_draws]
     extra = {name: [v] for name, v in stats.items()}
