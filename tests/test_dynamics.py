@@ -433,3 +433,46 @@ def test_cli_bridge_bad_run_dirs_are_one_line(grid_run, tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no results file" in r.stderr
     r = _bolt("bridge", str(grid_run), "--particles", "3", "--quiet")
     assert r.returncode == 2 and "particles" in r.stderr
+
+
+# ----------------------------------------------------------------------------- default d = 3 problem
+@pytest.fixture(scope="module")
+def default_d3():
+    from bolt.config import load_config, problem_from_config
+    from bolt.estimators.summary import summarize
+
+    pb = problem_from_config(load_config(None))
+    res = solve(pb, "picard-mala", particles=1000, progress_bar=False, seed=0, final_draws=0)
+    assert res.converged
+    return pb, res, summarize(jax.random.PRNGKey(0), pb, res)
+
+
+@pytest.mark.slow
+def test_default_d3_bridge_identities(default_d3):
+    """Default d = 3 problem, µ* = 1000 Picard-MALA particles (~45 s on 2 cores, slow): the Föllmer SDE (potential
+    drift, M = 16, K = 50, N = 1000) ends at µ* (W2² at the two-sample level; power: a γ_τ sample is rejected),
+    its marginals at t = ¼, ½, ¾ have the bridge mixture's means, energy = τ KL and J = βF within 5 SE;
+    zero control and the greedy drift (8000 paths) cost more by more than 5 SE."""
+    from bolt.dynamics.bridge import K_W2, bridge_checks
+    from bolt.verdicts import verdict
+
+    pb, res, sm = default_d3
+    out, _ = bridge_checks(jax.random.PRNGKey(1), pb, np.asarray(res.particles), np.asarray(res.weights), sm,
+                           n=1000, steps=50, inner=16, progress_bar=False)
+    v = {x["name"]: x for x in out["verdicts"]}
+    assert v["endpoint_w2"]["outcome"] == "holds", v["endpoint_w2"]
+    power = verdict("prior", out["prior_w2_squared"], out["endpoint_w2_noise"], out["endpoint_w2_noise_sd"], 0.0,
+                    kind="equal", k=K_W2)
+    assert power.outcome == "violated", (out["prior_w2_squared"], out["endpoint_w2_noise"])
+    for m in out["marginal_checks"]:
+        assert np.all(np.abs(m["mean_z"]) < K), (m["t"], m["mean_z"])
+    assert_close_z(out["control_energy"], out["tau_kl"], np.hypot(out["control_energy_se"], out["tau_kl_se"]), K,
+                   "energy vs tau KL")
+    assert_close_z(out["J"], out["beta_F"], np.hypot(out["J_se"], out["beta_F_se"]), K, "J vs beta F")
+    beta_f, beta_f_se = out["beta_F"], out["beta_F_se"]
+    assert out["J_zero_control"] - beta_f > K * beta_f_se
+    pot = problem_potential(pb, res.particles, res.weights)
+    greedy = simulate(jax.random.PRNGKey(2), function_drift(lambda W, t: -pb.beta * pot.grad_psi(W)), pb.tau, 8000,
+                      pb.d, steps=50, save_times=(1.0,), progress_bar=False)
+    cg = cost_J(pb, greedy)
+    assert cg["J"] - beta_f > K * np.hypot(cg["J_se"], beta_f_se), (cg["J"], beta_f, cg["J_se"])
