@@ -38,6 +38,9 @@ def solver_settings(cfg: dict) -> dict:
 def run_config(cfg: dict, out: str | Path, *, resume: bool = False, quiet: bool = False) -> dict:
     """Solve a resolved config and write ``config.toml``, ``summary.json``, ``results.nc`` into ``out``.
 
+    Then, as ``[output]`` asks: ``bounds.json`` (``bounds``), ``bridge.json`` and ``bridge.nc`` (``bridge``,
+    :func:`bolt.dynamics.bridge.evaluate_run` with the defaults of ``bolt bridge``), ``report.html`` (``report``).
+
     A checkpoint (``checkpoint.npz``) is written atomically after every completed iteration;
     ``resume=True`` continues from it with the run directory's own ``config.toml``.
     """
@@ -88,6 +91,10 @@ def run_config(cfg: dict, out: str | Path, *, resume: bool = False, quiet: bool 
             evaluate_run = None
         if evaluate_run is not None:
             evaluate_run(out, problem=problem, result=result, summary=summary)
+    if cfg["output"]["bridge"]:  # the path measure, with bolt bridge's defaults (MATH.md §4)
+        from bolt.dynamics.bridge import evaluate_run as evaluate_bridge
+
+        evaluate_bridge(out, problem=problem, quiet=quiet)
     if cfg["output"]["report"]:
         try:
             from bolt.diagnostics.report import write_report

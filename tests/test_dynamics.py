@@ -476,3 +476,58 @@ def test_default_d3_bridge_identities(default_d3):
                       pb.d, steps=50, save_times=(1.0,), progress_bar=False)
     cg = cost_J(pb, greedy)
     assert cg["J"] - beta_f > K * np.hypot(cg["J_se"], beta_f_se), (cg["J"], beta_f, cg["J_se"])
+
+
+# ----------------------------------------------------------------------------- bolt run with [output] bridge = true
+@pytest.fixture(scope="module")
+def bridge_run(tmp_path_factory):
+    """``bolt run`` of a tiny d = 1 grid config with ``[output] bridge = true`` (and the report)."""
+    d = tmp_path_factory.mktemp("bridge_run")
+    cfg = d / "c.toml"
+    cfg.write_text("""
+[problem]
+dim = 1
+[problem.target]
+kind = "teacher"
+weights = [[1.5]]
+[regularization]
+beta = 1.5
+tau = 0.5
+[solver]
+method = "grid"
+grid_points = 101
+[output]
+report = true
+bounds = false
+bridge = true
+""")
+    r = _bolt("run", str(cfg), "--out", str(d / "out"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    return d / "out"
+
+
+def test_run_with_bridge_switch_writes_bridge_files(bridge_run):
+    """``[output] bridge = true``: bolt run writes bridge.json/bridge.nc with bolt bridge's defaults, before the
+    report (which then has the path-measure section)."""
+    import json
+
+    out = json.loads((bridge_run / "bridge.json").read_text())
+    for k in BRIDGE_KEYS:
+        assert k in out, k
+    s = out["settings"]
+    assert (s["particles"], s["steps"], s["drift"], s["inner"]) == (1000, 100, "potential", 32)
+    summary = json.loads((bridge_run / "summary.json").read_text())
+    assert s["seed"] == summary["seed"]
+    names = {v["name"]: v for v in out["verdicts"]}
+    assert names["control_energy_identity"]["outcome"] == "holds", names["control_energy_identity"]
+    assert (bridge_run / "bridge.nc").is_file() and not list(bridge_run.glob(".*.tmp"))
+    assert "id='bridge'" in (bridge_run / "report.html").read_text()
+
+
+def test_bridge_switch_defaults_off_and_is_typed():
+    from bolt.config import load_config, resolve_config
+    from bolt.errors import ConfigError
+
+    assert load_config(None)["output"]["bridge"] is False
+    with pytest.raises(ConfigError, match="bridge"):
+        resolve_config({"output": {"bridge": "yes"}})
