@@ -531,3 +531,58 @@ def test_bridge_switch_defaults_off_and_is_typed():
     assert load_config(None)["output"]["bridge"] is False
     with pytest.raises(ConfigError, match="bridge"):
         resolve_config({"output": {"bridge": "yes"}})
+
+
+def test_interrupted_bridge_leaves_no_half_written_file(bridge_run, tmp_path):
+    """SIGINT to ``bolt bridge`` mid-SDE (seen on its progress bar, stderr a pty): exit 130, one line, no
+    traceback; the earlier complete bridge.json/bridge.nc are left byte for byte, and no temp file remains."""
+    import fcntl
+    import os
+    import pty
+    import re
+    import select
+    import shutil
+    import signal
+    import struct
+    import subprocess
+    import sys
+    import termios
+    import time
+
+    run = tmp_path / "run"
+    shutil.copytree(bridge_run, run)
+    before = {f: (run / f).read_bytes() for f in ("bridge.json", "bridge.nc")}
+    listing = sorted(p.name for p in run.iterdir())
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # tqdm draws nothing at 0 columns
+    proc = subprocess.Popen([sys.executable, "-m", "bolt.cli", "bridge", str(run), "--particles", "2000", "--steps",
+                             "400", "--seed", "5"], stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    err, started, deadline = b"", False, time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                err += os.read(master, 4096)
+            except OSError:
+                break
+        if re.search(rb"bridge SDE:.*?\b[1-9]\d*/\d+", err):  # the bar has advanced: the SDE is running
+            started = True
+            break
+    assert started, (proc.poll(), err[-2000:])
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    while True:
+        try:
+            chunk = os.read(master, 4096) if select.select([master], [], [], 0.5)[0] else b""
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        err += chunk
+    os.close(master)
+    text = err.decode(errors="replace")
+    assert proc.returncode == 130, (proc.returncode, text[-2000:])
+    assert "bolt: interrupted" in text and "Traceback" not in text, text[-2000:]
+    assert sorted(p.name for p in run.iterdir()) == listing  # no temp files, nothing new
+    for f, b in before.items():
+        assert (run / f).read_bytes() == b, f
