@@ -33,8 +33,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 TAU = 0.5
 #: (a) skip a Sinkhorn run whose projected time exceeds this (seconds), or POT whose projected peak
 #: memory exceeds this fraction of the machine's memory.
-SINKHORN_BUDGET_S = 240.0
+SINKHORN_BUDGET_S = 300.0
 POT_MEMORY_FRACTION = 0.5
+#: the whole run stays under this (seconds); (b) is given ``SDE_RESERVE_S`` of it.
+TOTAL_BUDGET_S = 600.0
+SDE_RESERVE_S = 60.0
 #: (b) skip an SDE-step size whose projected time per step exceeds this (seconds).
 SDE_STEP_BUDGET_S = 20.0
 
@@ -153,7 +156,7 @@ def main(argv=None):
     ns = [200] if args.smoke else [1000, 10_000, 100_000]
     dims = [3] if args.smoke else [3, 10]
     print(f"(a) Sinkhorn, eps = tau = {TAU}, tolerance 1e-6 (budget {SINKHORN_BUDGET_S:.0f} s per run, POT memory "
-          f"{POT_MEMORY_FRACTION:.0%} of RAM)")
+          f"{POT_MEMORY_FRACTION:.0%} of RAM, whole run {TOTAL_BUDGET_S:.0f} s)")
     for d in dims:
         last = {}  # solver -> (n, time_s, peak_rss_mib)
         for n in ns:
@@ -164,9 +167,11 @@ def main(argv=None):
                     t_proj = t0 * (n / n0) ** 2
                     # POT's memory above the interpreter's ~250 MiB is its n × n matrices
                     m_proj = 250 + max(m0 - 250, 0) * (n / n0) ** 2 if solver == "pot" else 0.0
-                    if t_proj > SINKHORN_BUDGET_S or m_proj > POT_MEMORY_FRACTION * mem:
+                    left = TOTAL_BUDGET_S - SDE_RESERVE_S - (time.perf_counter() - t_start)
+                    if t_proj > min(SINKHORN_BUDGET_S, left) or m_proj > POT_MEMORY_FRACTION * mem:
                         why = (f"projected {t_proj:.0f} s" + (f", {m_proj / 1024:.0f} GiB" if solver == "pot" else "")
-                               + f" (∝ n² from n = {n0})")
+                               + f" (∝ n² from n = {n0}); budget {SINKHORN_BUDGET_S:.0f} s per run, "
+                               f"{max(left, 0):.0f} s left of the run's {TOTAL_BUDGET_S:.0f} s")
                         print(f"  {solver:<5} n = {n:>6} d = {d:>2}: skipped, {why}", flush=True)
                         continue
                 warm = "1" if solver == "bolt" and n * n <= 10**8 else "0"
