@@ -52,6 +52,9 @@ def run_config(cfg: dict, out: str | Path, *, resume: bool = False, quiet: bool 
                overwrite: bool = False) -> dict:
     """Solve a resolved config and write ``config.toml``, ``summary.json``, ``results.nc`` into ``out``.
 
+    Then, as ``[output]`` asks: ``bounds.json`` (``bounds``), ``bridge.json`` and ``bridge.nc`` (``bridge``,
+    :func:`bolt.dynamics.bridge.evaluate_run` with the defaults of ``bolt bridge``), ``report.html`` (``report``).
+
     A checkpoint (``checkpoint.npz``) is written atomically after every completed iteration;
     ``resume=True`` continues from it with the run directory's own ``config.toml``. The problem
     (and any data file) is built before the directory is touched, so a failing config never
@@ -122,6 +125,10 @@ def _solve_and_write(cfg: dict, problem, out: Path, ck, quiet: bool) -> dict:
         from bolt.bounds import evaluate_run
 
         evaluate_run(out, problem=problem, result=result, summary=summary)
+    if cfg["output"]["bridge"]:  # the path measure, with bolt bridge's defaults (MATH.md §4)
+        from bolt.dynamics.bridge import evaluate_run as evaluate_bridge
+
+        evaluate_bridge(out, problem=problem, quiet=quiet)
     if cfg["output"]["report"]:
         from bolt.diagnostics.report import write_report
 

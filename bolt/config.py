@@ -55,7 +55,7 @@ DEFAULT_CONFIG: dict = {
         "kernel": "mala",
         "final_blocks": 5,
     },
-    "output": {"report": True, "bounds": True, "target_rel_se": 0.0, "max_draws": 32000},
+    "output": {"report": True, "bounds": True, "bridge": False, "target_rel_se": 0.0, "max_draws": 32000},
 }
 
 _TARGET_KEYS = {
@@ -75,7 +75,8 @@ _TYPES = {
     ("solver", "inner_steps"): int, ("solver", "step_size"): float, ("solver", "adapt"): bool,
     ("solver", "horizon"): float, ("solver", "buffer"): int, ("solver", "grid_points"): int,
     ("solver", "logz_samples"): int, ("solver", "kernel"): str, ("solver", "final_blocks"): int,
-    ("output", "report"): bool, ("output", "bounds"): bool, ("output", "target_rel_se"): float,
+    ("output", "report"): bool, ("output", "bounds"): bool, ("output", "bridge"): bool,
+    ("output", "target_rel_se"): float,
     ("output", "max_draws"): int,
 }
 

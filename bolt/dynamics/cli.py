@@ -29,10 +29,12 @@ def print_bridge(out: dict, run_dir) -> None:
 
 
 def _cmd_bridge(args) -> int:
+    from bolt.commands import _locked
     from bolt.dynamics.bridge import evaluate_run
 
-    out = evaluate_run(args.run_dir, particles=args.particles, steps=args.steps, drift=args.drift,
-                       inner=args.inner, seed=args.seed, quiet=args.quiet)
+    with _locked(args.run_dir, "bridge"):  # one writer per run directory
+        out = evaluate_run(args.run_dir, particles=args.particles, steps=args.steps, drift=args.drift,
+                           inner=args.inner, seed=args.seed, quiet=args.quiet)
     if not args.quiet:
         print_bridge(out, args.run_dir)
     return 0
