@@ -239,7 +239,11 @@ def evaluate_bounds(key, problem, particles, weights, summary: dict, *, grid: bo
     gsq_se = 0.0 if grid else float(gsq.std(ddof=1) / np.sqrt(ess))
     support = w > 1e-12 * w.max()
     l_star = float(np.sqrt(gsq[support].max()))
-    w2sq, w2se, w2est = _w2_with_se(keys[0], problem, P, w, grid, None if grid else ess)
+    if summary.get("w2_squared_to_prior_se") is not None:  # the summary's estimate: not computed twice
+        w2sq, w2se, w2est = (summary["w2_squared_to_prior"], summary["w2_squared_to_prior_se"],
+                             summary.get("w2_estimator", ""))
+    else:  # a summary from an older bolt
+        w2sq, w2se, w2est = _w2_with_se(keys[0], problem, P, w, grid, None if grid else ess)
     kl, kl_se = summary["kl"], summary.get("kl_se", 0.0)
     consts = problem.constants()
     out = [kl_bound(problem, kl, kl_se, gsq_mean, gsq_se),

@@ -17,10 +17,11 @@ class SolveResult:
 
     Attributes:
       method: ``"picard-nuts"``, ``"picard-mala"``, ``"mfld"`` or ``"grid"``.
-      particles: ``(n, d)`` support points of the final measure (draws of Γ(µ_K), MFLD particles, or grid nodes).
+      particles: ``(n, d)`` support points of the final measure: draws of Γ(µ_K) (Picard; MFLD, whose
+        interacting particles are refreshed by one MALA chain each) or grid nodes.
       weights: ``(n,)`` their weights (uniform except on the grid).
       field: the :class:`~bolt.problem.Field` of µ_K, whose Gibbs measure Γ(µ_K) the particles represent
-        (for the grid and MFLD, of the final measure itself).
+        (for MFLD, of its final interacting particles; for the grid, of the final measure itself).
       converged: whether the stopping rule was met before the iteration cap.
       iterations: number of outer iterations (Picard) or blocks (MFLD) run.
       trace: per-iteration arrays (``residual``, ``w2_successive``, ``risk``, ``kl``, ``free_energy``, ...).
