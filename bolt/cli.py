@@ -22,7 +22,10 @@ def _setup_jax():
     os.environ.setdefault("JAX_PLATFORMS", os.environ.get("BOLT_PLATFORM", "cpu"))
     import jax
 
+    from bolt.cache import enable_compilation_cache
+
     jax.config.update("jax_enable_x64", True)
+    enable_compilation_cache()
 
 
 def _cmd_problem(args) -> int:
