@@ -12,7 +12,7 @@ __all__ = ["register", "run_config", "PICARD_KEYS", "MFLD_KEYS"]
 
 DEFAULT_OUT = "bolt-run"
 PICARD_KEYS = ("particles", "chains", "damping", "tolerance", "max_iterations", "min_iterations", "warmup",
-               "inner_steps", "step_size", "adapt", "kernel", "buffer", "final_blocks")
+               "inner_steps", "step_size", "adapt", "kernel", "buffer", "final_blocks", "field_size")
 MFLD_KEYS = ("particles", "step_size", "horizon", "tolerance")
 
 
@@ -97,6 +97,8 @@ def run_config(cfg: dict, out: str | Path, *, resume: bool = False, quiet: bool 
 
 def _solve_and_write(cfg: dict, problem, out: Path, ck, quiet: bool) -> dict:
     """The body of a run under its lock: solve, summarize, write results, bounds and report."""
+    import time
+
     import jax
 
     from bolt.estimators.summary import summarize, summarize_to_precision
@@ -108,7 +110,11 @@ def _solve_and_write(cfg: dict, problem, out: Path, ck, quiet: bool) -> dict:
     if s["method"] != "grid":
         kwargs.update(checkpoint=ck, on_iteration=lambda k, data: save_checkpoint(out / "checkpoint.npz", data),
                       progress_bar=(not quiet) and sys.stderr.isatty())
+    timings: dict[str, float] = {}  # seconds per phase, in this process (a resumed solve counts its own part)
+    t0 = time.perf_counter()
     result = solve(problem, s["method"], seed=s["seed"], **kwargs)
+    timings["solve"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     # the estimators' randomness is independent across solvers run with the same seed
     key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(s["seed"]), 7), zlib.crc32(s["method"].encode()))
     o = cfg["output"]
@@ -117,22 +123,33 @@ def _solve_and_write(cfg: dict, problem, out: Path, ck, quiet: bool) -> dict:
                                                  max_draws=o["max_draws"], logz_samples=s["logz_samples"])
     else:
         summary = summarize(key, problem, result, logz_samples=s["logz_samples"])
+    timings["summarize"] = time.perf_counter() - t0
     summary.update(seed=s["seed"], versions=_versions(), problem=problem.describe(),
                    constants=problem.constants(), compilations=list(result.compilations))
+    t0 = time.perf_counter()
     save_results(out / "results.nc", to_inference_data(result, problem))
+    timings["results"] = time.perf_counter() - t0
+    summary["timings"] = timings
     write_json(out / "summary.json", summary)
     if cfg["output"]["bounds"]:
         from bolt.bounds import evaluate_run
 
+        t0 = time.perf_counter()
         evaluate_run(out, problem=problem, result=result, summary=summary)
+        timings["bounds"] = time.perf_counter() - t0
     if cfg["output"]["bridge"]:  # the path measure, with bolt bridge's defaults (MATH.md §4)
         from bolt.dynamics.bridge import evaluate_run as evaluate_bridge
 
+        t0 = time.perf_counter()
         evaluate_bridge(out, problem=problem, quiet=quiet)
+        timings["bridge"] = time.perf_counter() - t0
     if cfg["output"]["report"]:
         from bolt.diagnostics.report import write_report
 
+        t0 = time.perf_counter()
         write_report(out)
+        timings["report"] = time.perf_counter() - t0
+    write_json(out / "summary.json", summary)  # now with every phase's time
     (out / "checkpoint.npz").unlink(missing_ok=True)
     return summary
 
@@ -159,6 +176,9 @@ def print_summary(summary: dict, out: Path) -> None:
         ("mean", "[" + ", ".join(f"{x:.4g}" for x in summary["mean"]) + "]"),
         ("seed", summary["seed"]),
     ]
+    if summary.get("timings"):
+        t = summary["timings"]
+        rows.append(("time (s)", ", ".join(f"{k} {v:.1f}" for k, v in t.items()) + f"; total {sum(t.values()):.1f}"))
     width = max(len(r[0]) for r in rows)
     print(f"bolt run — results in {out}")
     for name, val in rows:
