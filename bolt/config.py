@@ -36,16 +36,16 @@ DEFAULT_CONFIG: dict = {
     },
     "regularization": {"beta": 1.0, "tau": 0.5},
     "solver": {
-        "method": "picard-nuts",
+        "method": "picard-mala",
         "particles": 2000,
         "seed": 0,
         "damping": 0.5,
         "tolerance": 0.05,
         "max_iterations": 30,
         "min_iterations": 4,
-        "chains": 4,
+        "chains": 40,
         "warmup": 500,
-        "inner_steps": 1,
+        "inner_steps": 5,
         "step_size": 0.0,
         "adapt": True,
         "horizon": 10.0,
@@ -54,6 +54,7 @@ DEFAULT_CONFIG: dict = {
         "logz_samples": 100000,
         "kernel": "mala",
         "final_blocks": 5,
+        "field_size": 1000,
     },
     "output": {"report": True, "bounds": True, "bridge": False, "target_rel_se": 0.0, "max_draws": 32000},
 }
@@ -75,6 +76,7 @@ _TYPES = {
     ("solver", "inner_steps"): int, ("solver", "step_size"): float, ("solver", "adapt"): bool,
     ("solver", "horizon"): float, ("solver", "buffer"): int, ("solver", "grid_points"): int,
     ("solver", "logz_samples"): int, ("solver", "kernel"): str, ("solver", "final_blocks"): int,
+    ("solver", "field_size"): int,
     ("output", "report"): bool, ("output", "bounds"): bool, ("output", "bridge"): bool,
     ("output", "target_rel_se"): float,
     ("output", "max_draws"): int,
@@ -139,6 +141,8 @@ def resolve_config(raw: dict | None) -> dict:
         raise ConfigError(f"solver.final_blocks: must be at least 1, got {s['final_blocks']}")
     if s["warmup"] < 0 or s["min_iterations"] < 0 or s["grid_points"] < 0:
         raise ConfigError("solver.warmup, solver.min_iterations and solver.grid_points must be >= 0")
+    if s["field_size"] < 0:
+        raise ConfigError(f"solver.field_size: must be >= 0 (0: the whole buffer), got {s['field_size']}")
     if s["buffer"] < 2:
         raise ConfigError(f"solver.buffer: must be at least 2, got {s['buffer']}")
     if not 0.0 < s["damping"] <= 1.0:
