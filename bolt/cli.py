@@ -95,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"bolt: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
+    except Exception as exc:  # noqa: BLE001 — an allocation the memory estimate missed: one line, not a C++ trace
+        if type(exc).__name__ not in ("XlaRuntimeError", "JaxRuntimeError") or "RESOURCE_EXHAUSTED" not in str(exc):
+            raise
+        print(f"bolt: error: out of memory on {os.environ.get('JAX_PLATFORMS') or 'the device'} "
+              f"({str(exc).splitlines()[0][:200]}); reduce the sizes in the config (docs/config.md, 'Memory')",
+              file=sys.stderr)
+        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -369,3 +369,18 @@ def test_full_disk_leaves_prior_files_and_no_litter(run, capsys, monkeypatch):
     assert rc == 1 and "No space left on device" in err
     monkeypatch.undo()
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # no .tmp, no lock, old files intact
+
+
+def test_accelerator_out_of_memory_is_one_line(monkeypatch, capsys):
+    import bolt.cli as cli
+
+    class XlaRuntimeError(RuntimeError):
+        pass
+
+    def boom(args):
+        raise XlaRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 858993459200 bytes.\n"
+                              "C++ stack trace ...")
+
+    monkeypatch.setattr(cli, "_cmd_problem", boom)
+    rc, err = _cli(capsys, "problem")
+    assert rc == 1 and _one_line(err) and "out of memory" in err and "RESOURCE_EXHAUSTED" in err
