@@ -160,13 +160,13 @@ def check_ranges(cfg: dict, problem) -> None:
         if not 1 / BOUND <= v <= BOUND:
             raise ConfigError(f"regularization.{key}: {v:g} is outside [{1 / BOUND:g}, {BOUND:g}] (float64 range "
                               f"of the estimators; docs/config.md, 'Valid ranges')")
-    r0 = float(problem.R0())
-    if not math.isfinite(r0):
-        raise ConfigError(f"problem: R0 = E f(X)^2 is {r0} (not finite): the target weights or data values "
-                          f"overflow float64")
-    rg = float(problem.risk_at_prior())
-    if not math.isfinite(rg):
-        raise ConfigError(f"problem: R(gamma_tau) is {rg} (not finite): the target or data overflow float64")
+    consts = problem.constants()
+    for name in ("R0", "risk_at_prior", "L_sigma_squared", "kappa"):
+        v = float(consts[name])
+        if not math.isfinite(v) or abs(v) > 1e100:
+            raise ConfigError(f"problem: the constant {name} is {v:g} (not finite): the target weights or data "
+                              f"values overflow float64")
+    rg = float(consts["risk_at_prior"])
     if rg > 0:
         theta = beta / tau * math.sqrt(rg)
         n = s["logz_samples"]
