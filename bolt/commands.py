@@ -103,6 +103,7 @@ def run_config(cfg: dict | None, out: str | Path, *, resume: bool = False, quiet
                 raise ResultsError(f"resume: the run in {out} is already complete")
             if cfg["solver"]["method"] != "grid" and (out / "checkpoint.npz").is_file():
                 ck = load_checkpoint(out / "checkpoint.npz")
+                _check_checkpoint(ck, cfg, out / "checkpoint.npz")
             # no checkpoint: the run died before its first one; it starts again from its saved config
         else:
             if state is not None and not overwrite:
@@ -115,6 +116,18 @@ def run_config(cfg: dict | None, out: str | Path, *, resume: bool = False, quiet
 
             fault_point("started")  # config written, no checkpoint yet
         return _solve_and_write(cfg, problem, out, ck, quiet, fp)
+
+
+def _check_checkpoint(ck: dict, cfg: dict, path: Path) -> None:
+    """A checkpoint (perhaps from an older bolt, without a config hash) must fit the config it resumes."""
+    s, d = cfg["solver"], cfg["problem"]["dim"]
+    key = "particles" if s["method"] == "mfld" else "samples"
+    arr = ck.get(key)
+    want = (s["particles"], d)
+    if arr is None or "iteration" not in ck or getattr(arr, "shape", None) != want:
+        got = None if arr is None else getattr(arr, "shape", None)
+        raise ResultsError(f"resume: {path} does not fit {path.parent}/config.toml ({key} of shape {got}, the config "
+                           f"needs {want}: solver.particles x problem.dim); start a new run with --out NEW")
 
 
 def check_run(cfg: dict) -> None:

@@ -384,3 +384,30 @@ def test_accelerator_out_of_memory_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_cmd_problem", boom)
     rc, err = _cli(capsys, "problem")
     assert rc == 1 and _one_line(err) and "out of memory" in err and "RESOURCE_EXHAUSTED" in err
+
+
+def test_resume_with_the_same_config_given_is_accepted(tmp_path, capsys):
+    from bolt.rundir import config_text
+
+    c = tmp_path / "c.toml"
+    c.write_text(GRID.format(report="false"))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text(config_text(load_config(c)))  # an interrupted run of c.toml
+    rc, err = _cli(capsys, "run", str(c), "--resume", str(run), "--out", str(run), "--quiet")
+    assert rc == 0, err
+    assert (run / "summary.json").is_file()
+
+
+def test_checkpoint_that_does_not_fit_the_config_is_refused(tmp_path, capsys):
+    from bolt.config import dump_toml
+    from bolt.io import save_checkpoint
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = _grid_cfg(solver__method="mfld", solver__particles=50)
+    (run / "config.toml").write_text(dump_toml(cfg))  # an older bolt: no hash anywhere
+    save_checkpoint(run / "checkpoint.npz", {"iteration": 3, "particles": np.zeros((50, 2)),
+                                             "trace_risk": np.zeros(4)})
+    rc, err = _cli(capsys, "run", "--resume", str(run))
+    assert rc == 2 and _one_line(err) and "does not fit" in err and "(50, 1)" in err
