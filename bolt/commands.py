@@ -48,6 +48,10 @@ def run_state(out: Path) -> str | None:
     return None
 
 
+def _a(state: str) -> str:
+    return "a finished" if state == "finished" else "an in-progress"
+
+
 def run_config(cfg: dict | None, out: str | Path, *, resume: bool = False, quiet: bool = False,
                overwrite: bool = False) -> dict:
     """Solve a resolved config and write ``config.toml``, ``summary.json``, ``results.nc`` into ``out``.
@@ -86,7 +90,7 @@ def run_config(cfg: dict | None, out: str | Path, *, resume: bool = False, quiet
             raise ResultsError(f"--out: {out} exists and is not a directory")
         state = run_state(out) if out.is_dir() else None
         if state is not None and not overwrite:
-            raise ResultsError(f"--out: {out} holds a {state} run; continue it with `bolt run --resume {out}`, "
+            raise ResultsError(f"--out: {out} holds {_a(state)} run; continue it with `bolt run --resume {out}`, "
                                f"or replace it with --overwrite")
     check_run(cfg)  # ranges and memory, before anything is allocated
     problem = problem_from_config(cfg)  # validates and loads data before anything is written
@@ -107,7 +111,7 @@ def run_config(cfg: dict | None, out: str | Path, *, resume: bool = False, quiet
             # no checkpoint: the run died before its first one; it starts again from its saved config
         else:
             if state is not None and not overwrite:
-                raise ResultsError(f"--out: {out} holds a {state} run (written meanwhile by another process); "
+                raise ResultsError(f"--out: {out} holds {_a(state)} run (written meanwhile by another process); "
                                    f"continue it with `bolt run --resume {out}`, or replace it with --overwrite")
             for name in RUN_FILES:  # --overwrite (or a fresh directory): nothing of an old run survives
                 (out / name).unlink(missing_ok=True)
