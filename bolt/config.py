@@ -91,6 +91,8 @@ def _check_type(path: str, value, typ):
     if typ is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        if not -(2**63) <= value < 2**63:
+            raise ConfigError(f"{path}: {value} is beyond the 64-bit integer range")
         return value
     if typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -124,6 +126,8 @@ def resolve_config(raw: dict | None) -> dict:
                 for k in value:
                     if k not in _TARGET_KEYS[kind]:
                         raise ConfigError(f"problem.target.{k}: unknown key for target kind {kind!r}")
+                if "nodes" in value:
+                    _check_type("problem.target.nodes", value["nodes"], int)
                 out["problem"]["target"] = dict(value, kind=kind)
                 continue
             if (section, key) not in _TYPES:
@@ -172,9 +176,11 @@ def load_config(path: str | Path | None) -> dict:
     if not p.is_file():
         raise ConfigError(f"config: file not found: {p}")
     try:
-        raw = tomllib.loads(p.read_text())
+        raw = tomllib.loads(p.read_text(encoding="utf-8-sig"))  # a UTF-8 byte-order mark is accepted
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config: {p} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {p}: {exc.strerror or exc}") from None
     cfg = resolve_config(raw)
     data = cfg["problem"]["data"]
     if data and not Path(data).is_absolute():
@@ -221,7 +227,7 @@ def problem_from_config(cfg: dict):
         elif tk == "realizable":
             if "mean" not in t:
                 raise ConfigError("problem.target.mean: required for a realizable target")
-            target = Realizable(t["mean"], nodes=int(t.get("nodes", 4096)))
+            target = Realizable(t["mean"], nodes=t.get("nodes", 4096))
         else:
             target = DataTarget()
     except ConfigError:

@@ -273,9 +273,22 @@ def evaluate_bounds(key, problem, particles, weights, summary: dict, *, grid: bo
     return out
 
 
+def _check_finite(bounds) -> None:
+    """A verdict's sides are finite, or undefined (null in bounds.json) with a note saying why; never overflow."""
+    from bolt.errors import ResultsError
+    from bolt.rundir import MAX_ABS_RESULT
+
+    for b in bounds:
+        for side in ("lhs", "rhs"):
+            v = getattr(b, side)
+            if np.isfinite(v) and abs(v) > MAX_ABS_RESULT or not np.isfinite(v) and not b.note:
+                raise ResultsError(f"bounds: {b.name}.{side} is {v:.4g}, not a finite result; bounds.json not "
+                                   f"written (the estimators over- or underflowed)")
+
+
 def evaluate_run(run_dir, *, problem=None, result=None, summary=None) -> list[Bound]:
     """Evaluate the bounds of a saved run and write ``RUN_DIR/bounds.json`` (atomically)."""
-    from bolt.config import load_config, problem_from_config
+    from bolt.config import problem_from_config
     from bolt.errors import ResultsError
     from bolt.io import load_results, load_summary, write_json
 
@@ -283,9 +296,9 @@ def evaluate_run(run_dir, *, problem=None, result=None, summary=None) -> list[Bo
     if not run_dir.is_dir():
         raise ResultsError(f"bounds: no run directory at {run_dir}")
     if problem is None:
-        if not (run_dir / "config.toml").is_file():
-            raise ResultsError(f"bounds: {run_dir} has no config.toml")
-        problem = problem_from_config(load_config(run_dir / "config.toml"))
+        from bolt.rundir import verify_run_config
+
+        problem = problem_from_config(verify_run_config(run_dir, "bounds"))  # refuses an edited config.toml
     summary = load_summary(run_dir) if summary is None else summary
     if result is not None:
         P, w, method = result.particles, result.weights, result.method
@@ -297,5 +310,6 @@ def evaluate_run(run_dir, *, problem=None, result=None, summary=None) -> list[Bo
     seed = int(summary.get("seed", 0))
     bounds = evaluate_bounds(jax.random.fold_in(jax.random.PRNGKey(seed), 11), problem, P, w, summary,
                              grid=method == "grid", field=None if result is None else result.field)
+    _check_finite(bounds)
     write_json(run_dir / "bounds.json", [b.as_dict() for b in bounds])
     return bounds

@@ -29,6 +29,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.infer import MCMC, NUTS
 
+from bolt._faults import fault_point
 from bolt.errors import BoltError
 from bolt.estimators.ksd import ksd_test
 from bolt.gibbs._progress import count_compilations, progress
@@ -263,7 +264,8 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         raise BoltError("resume: the checkpoint is already at the iteration cap")
     blocks = [chain_draws]
     extra = {name: [v] for name, v in stats.items()}
-    for j in range(1, max(int(final_blocks), 1)):  # more draws of the same Γ(µ_K)
+    for j in range(1, max(int(final_blocks), 1)):  # more draws of the same Γ(µ_K) (not checkpointed:
+        fault_point(f"final-block:{j}")             # a resumed run draws them again from the last checkpoint)
         state, out = collect(state, last_field, scale, jax.random.split(jax.random.fold_in(key, 30_000_000 + j),
                                                                         chains))
         blocks.append(np.asarray(out.pop("w")))
