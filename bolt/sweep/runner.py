@@ -187,8 +187,19 @@ def connect(scheduler: str | None, workers: int | None, timeout: float):
                                f"({why[:200]})") from None
     env = {k: os.environ.get(k, v) for k, v in WORKER_ENV.items()}
     env["JAX_PLATFORMS"] = os.environ.get("JAX_PLATFORMS", "cpu")
-    cluster = LocalCluster(n_workers=_worker_count(workers), threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=logging.CRITICAL, env=env)
+    # Ctrl-C reaches the whole process group: the worker processes are started with SIGINT ignored
+    # (inherited through exec), so that only this process handles it and closes the cluster.
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        cluster = LocalCluster(n_workers=_worker_count(workers), threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.CRITICAL, env=env)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
     return Client(cluster), cluster
 
 
@@ -205,29 +216,42 @@ def run_sweep(spec, out: str | Path, *, scheduler: str | None = None, workers: i
     KeyboardInterrupt (Ctrl-C, or SIGTERM through the CLI) stops the sweep: finished points stay
     intact, running ones keep their checkpoints, and the exception propagates.
     """
-    from bolt.io import RunLock, atomic_write_text, write_json
-
     out = Path(out).absolute()  # workers elsewhere need the full (shared) path
     prepare_out(spec, out, resume=resume, overwrite=overwrite)
+    fresh = overwrite and not resume
+    finished = {p.name for p in spec.points
+                if not fresh and point_state(out / "points" / p.name, spec.steps) == "finished"}
+    todo = [p for p in spec.points if p.name not in finished]
+    client = cluster = None
+    if todo and (scheduler or workers != 0):  # before the directory is touched: an unreachable cluster changes nothing
+        client, cluster = connect(scheduler, workers, timeout)
+    try:
+        return _sweep(spec, out, todo, finished, client, fresh, quiet, aggregate)
+    finally:
+        if client is not None:
+            client.close(timeout=5)
+        if cluster is not None:
+            cluster.close(timeout=10)
+
+
+def _sweep(spec, out: Path, todo, finished, client, fresh, quiet, aggregate) -> SweepOutcome:
+    from bolt.io import RunLock, atomic_write_text, write_json
+
     try:
         (out / "points").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ResultsError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
     outcome = SweepOutcome(out=out)
     with RunLock(out, "sweep"):
-        if overwrite and not resume:
+        if fresh:
             shutil.rmtree(out / "points", ignore_errors=True)
             for f in SWEEP_FILES:
                 (out / f).unlink(missing_ok=True)
             (out / "points").mkdir()
         atomic_write_text(out / "sweep.toml", spec.text)
-        todo = []
         for p in spec.points:
-            if point_state(out / "points" / p.name, spec.steps) == "finished":
-                outcome.records[p.name] = _record(p, {"status": "skipped", "error": "", "wall_s": 0.0})
-            else:
-                outcome.records[p.name] = _record(p, {"status": "pending", "error": "", "wall_s": 0.0})
-                todo.append(p)
+            status = "skipped" if p.name in finished else "pending"
+            outcome.records[p.name] = _record(p, {"status": status, "error": "", "wall_s": 0.0})
 
         def save_manifest():
             write_json(out / "sweep.json", {"steps": list(spec.steps), "params": spec.params,
@@ -251,11 +275,11 @@ def run_sweep(spec, out: str | Path, *, scheduler: str | None = None, workers: i
                 print(f"bolt sweep: {p.name}: {tail}", file=sys.stderr, flush=True)
 
         try:
-            if todo and workers == 0 and not scheduler:
+            if todo and client is None:
                 for p in todo:
                     done(p, run_point(str(out / "points" / p.name), p.config, spec.steps))
             elif todo:
-                _run_dask(spec, out, todo, done, scheduler, workers, timeout)
+                _run_dask(client, spec, out, todo, done)
         except KeyboardInterrupt:
             outcome.interrupted = True
             for r in outcome.records.values():
@@ -273,12 +297,11 @@ def run_sweep(spec, out: str | Path, *, scheduler: str | None = None, workers: i
     return outcome
 
 
-def _run_dask(spec, out: Path, todo, done, scheduler, workers, timeout) -> None:
+def _run_dask(client, spec, out: Path, todo, done) -> None:
     import uuid
 
     from distributed import as_completed
 
-    client, cluster = connect(scheduler, workers, timeout)
     tag = uuid.uuid4().hex[:8]
     futures = {}
     try:
@@ -296,11 +319,8 @@ def _run_dask(spec, out: Path, todo, done, scheduler, workers, timeout) -> None:
     finally:
         try:
             client.cancel(list(futures))
-        except Exception:  # noqa: BLE001, S110 - best effort on the way out
+        except Exception:  # noqa: BLE001 - best effort on the way out
             pass
-        client.close(timeout=5)
-        if cluster is not None:
-            cluster.close(timeout=10)
 
 
 def _progress(total: int, initial: int, quiet: bool):
