@@ -232,3 +232,28 @@ def test_sweep_module_has_docstrings():
     for name in sw.__all__:
         assert getattr(sw, name).__doc__, name
     assert os.path.exists(Path(sw.__file__).parents[2] / "docs" / "sweep.md")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY_SWEEPS = sorted(p for p in ROOT.glob("studies/*/*.toml") if p.parent.name not in ("configs", "benchmarks"))
+GRID_SMOKES = ["kl_bound", "w2_talagrand", "maurey", "realizable", "regularisation"]
+
+
+def test_every_study_sweep_file_is_valid():
+    assert len(STUDY_SWEEPS) >= 12
+    for f in STUDY_SWEEPS:
+        spec = load_sweep(f)
+        assert spec.points and spec.steps[0] == "run", f
+
+
+@pytest.mark.parametrize("study", GRID_SMOKES + [pytest.param("solver_agreement", marks=pytest.mark.slow)])
+def test_study_smoke_sweep_runs(study, tmp_path):
+    from bolt.sweep import run_sweep
+
+    spec = load_sweep(ROOT / "studies" / study / "smoke.toml")
+    res = run_sweep(spec, tmp_path / "out", workers=0, quiet=True)
+    assert not res.failed, [res.records[n]["error"] for n in res.failed]
+    ds = _open(tmp_path / "out" / "sweep.nc")
+    assert np.isfinite(ds.kl.values).all() and np.isfinite(ds.free_energy.values).all()
+    if "bounds" in spec.steps:
+        assert (ds.talagrand_holds.values == 1).all()  # W2²/(2τ) ≤ KL holds for every µ

@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-__all__ = ["sweep_html"]
+__all__ = ["sweep_html", "draw"]
 
 _META = ("status", "error", "wall_s")
 _MAX_LINES = 8
@@ -102,6 +102,16 @@ def _xvals(ds, cname):
 
 
 def _figure(ds, title, variables, params) -> str:
+    return _png(draw(ds, title, variables, params))
+
+
+def draw(ds, title, variables, params, *, logy: bool | None = None):
+    """A matplotlib figure: ``variables`` of a sweep dataset against each of ``params`` (dotted keys).
+
+    One line per setting of the other non-seed parameters, seeds pooled into a mean ± SE; the first
+    variable solid, the others dashed. ``logy`` forces the y scale (default: log when positive and
+    spanning a decade, with a log x axis).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,8 +139,8 @@ def _figure(ds, title, variables, params) -> str:
         yv = yv[np.isfinite(yv)]
         if allpos:
             ax.set_xscale("log")
-            if len(yv) and np.all(yv > 0) and yv.max() / yv.min() >= 10:
-                ax.set_yscale("log")
+        if logy or (logy is None and allpos and len(yv) and np.all(yv > 0) and yv.max() / yv.min() >= 10):
+            ax.set_yscale("log")
         if ticks is not None:
             ax.set_xticks(x, ticks, rotation=30, fontsize=7)
         ax.set_xlabel(key, fontsize=8)
@@ -139,7 +149,7 @@ def _figure(ds, title, variables, params) -> str:
             ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 def _fit_figure(ds, fit_rows, f) -> str:

@@ -92,6 +92,9 @@ def _fmt(v) -> str:
         return repr(v)
     if isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9._+-]{1,40}", v):
         return v
+    if (isinstance(v, list) and 0 < len(v) <= 4
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
+        return ",".join(repr(x) for x in v)  # a short vector: mean=1.0,0.0
     return "h" + hashlib.sha1(json.dumps(v, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -187,7 +190,7 @@ def parse_sweep(raw: dict, text: str = "", where: Path | None = None) -> SweepSp
             if k.split(".")[0] == "sweep" or len(k.split(".")) < 2:
                 raise ConfigError(f"sweep.{kind}.\"{k}\": expected a dotted config key like \"regularization.beta\"")
             seen = [json.dumps(v, sort_keys=True) for v in vals]
-            if len(set(seen)) != len(seen):
+            if kind == "grid" and len(set(seen)) != len(seen):
                 raise ConfigError(f"sweep.{kind}.\"{k}\": repeated value (a point would run twice)")
         tables[kind] = dict(t)
     grid, zp = tables["grid"], tables["zip"]
@@ -199,6 +202,10 @@ def parse_sweep(raw: dict, text: str = "", where: Path | None = None) -> SweepSp
     lens = {k: len(v) for k, v in zp.items()}
     if len(set(lens.values())) > 1:
         raise ConfigError(f"sweep.zip: lists must have equal lengths, got {lens}")
+    if zp:
+        rows = [json.dumps([zp[k][i] for k in zp], sort_keys=True) for i in range(len(next(iter(zp.values()))))]
+        if len(set(rows)) != len(rows):
+            raise ConfigError("sweep.zip: repeated combination of values (a point would run twice)")
 
     fits = sw.get("fit", [])
     if isinstance(fits, dict):
