@@ -116,6 +116,7 @@ def draw(ds, title, variables, params, *, logy: bool | None = None):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from bolt.sweep.aggregate import groups, xdim_of
 
@@ -125,7 +126,9 @@ def draw(ds, title, variables, params, *, logy: bool | None = None):
         x, ticks = _xvals(ds, cname)
         allpos = ticks is None and np.all(x > 0) and x.max() / x.min() >= 4
         ys = []
-        for i, (label, sub) in enumerate(groups(ds, dim)):
+        sets = list(groups(ds, dim))
+        by_var = len(sets) == 1 and len(variables) > 1  # one setting: colour and label by variable
+        for i, (label, sub) in enumerate(sets):
             if i >= _MAX_LINES:
                 ax.text(0.02, 0.02, "more settings in sweep.nc", transform=ax.transAxes, fontsize=6)
                 break
@@ -133,12 +136,13 @@ def draw(ds, title, variables, params, *, logy: bool | None = None):
                 m, se = _series(sub, dim, var)
                 ys.append(m)
                 ax.errorbar(x, m, yerr=np.where(np.isfinite(se), se, 0), marker="o", ms=3, lw=1,
-                                   ls="-" if j == 0 else "--", capsize=2, color=f"C{i}",
-                                   label=(label or None) if j == 0 else None)
+                            ls="-" if j == 0 else "--", capsize=2, color=f"C{j if by_var else i}",
+                            label=var if by_var else (label or None) if j == 0 else None)
         yv = np.concatenate([np.ravel(y) for y in ys]) if ys else np.array([])
         yv = yv[np.isfinite(yv)]
         if allpos:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         if logy or (logy is None and allpos and len(yv) and np.all(yv > 0) and yv.max() / yv.min() >= 10):
             ax.set_yscale("log")
         if ticks is not None:
@@ -157,6 +161,7 @@ def _fit_figure(ds, fit_rows, f) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from bolt.sweep.aggregate import groups, xdim_of
 
@@ -181,6 +186,7 @@ def _fit_figure(ds, fit_rows, f) -> str:
                     label=f"{label + ': ' if label else ''}slope {r['slope']:.3g}{se_txt}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(f["x"], fontsize=8)
     ax.set_ylabel(y, fontsize=8)
     ax.tick_params(labelsize=7)

@@ -3,12 +3,14 @@
 The sweep: the grid solver on d = 1 (σ = erf, teacher erf(1.5x), 201 grid points), steps run +
 bounds, β ∈ {0.25, 0.5, 1, 2} × τ ∈ {0.25, 0.5, 1, 2}. Timed, each into a fresh directory:
 
-- ``loop``: ``run_sweep(workers=0)`` — the same points one after another in this process;
+- ``loop``: ``run_sweep(workers=0)`` — the same points one after another in one process, once in
+  a fresh process with XLA single-threaded as in a Dask worker (the baseline for Dask's overhead),
+  once in this process with XLA's default threads (both cores);
 - ``dask-1``, ``dask-2``: an embedded LocalCluster of 1 or 2 single-threaded worker processes
   (cluster start-up included; it is also timed on its own).
 
 Reported: wall times, the speed-up dask-1 / dask-2, and Dask's per-point overhead
-(dask-1 − loop − cluster start-up) / 16. Aggregation (sweep.nc/csv/html) is timed once, apart.
+(dask-1 − single-threaded loop − cluster start-up) / 16. Aggregation (sweep.nc/csv/html) is timed once, apart.
 The machine (CPU, cores, load average) is printed first: on a shared machine the speed-up is
 bounded by the cores actually free.
 
@@ -20,6 +22,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -73,7 +77,7 @@ def main(argv=None):
 
     from bolt.sweep import load_sweep, run_sweep
     from bolt.sweep.aggregate import write_aggregates
-    from bolt.sweep.runner import connect
+    from bolt.sweep.runner import WORKER_ENV, connect
 
     print(machine())
     print(f"dask/distributed {distributed.__version__}")
@@ -92,21 +96,32 @@ def main(argv=None):
     cluster.close()
     times["cluster start-up (1 worker)"] = time.perf_counter() - t0
 
-    modes = [("loop", 0), ("dask-1", 1)] + ([] if args.smoke else [("dask-2", 2)])
+    # the plain loop with XLA single-threaded, as in a Dask worker: a fresh process with WORKER_ENV
+    code = ("import sys, time; from bolt.sweep import load_sweep, run_sweep; t0 = time.perf_counter(); "
+            "r = run_sweep(load_sweep(sys.argv[1]), sys.argv[2], workers=0, quiet=True, aggregate=False); "
+            "assert not r.failed; print(time.perf_counter() - t0)")
+    env = {**os.environ, **WORKER_ENV}
+    t0 = time.perf_counter()
+    sub = subprocess.run([sys.executable, "-c", code, str(work / "sweep.toml"), str(work / "loop-1")], env=env,
+                         capture_output=True, text=True, check=True)
+    times["loop, XLA 1 thread (process)"] = time.perf_counter() - t0
+    times["  of which in run_sweep"] = float(sub.stdout.strip().splitlines()[-1])
+    modes = [("loop, XLA default threads", 0), ("dask-1", 1)] + ([] if args.smoke else [("dask-2", 2)])
     for label, workers in modes:
         t0 = time.perf_counter()
-        res = run_sweep(spec, work / label, workers=workers, quiet=True, aggregate=False)
+        res = run_sweep(spec, work / label.split(",")[0].replace(" ", "-") + ("-n" if workers == 0 else ""),
+                        workers=workers, quiet=True, aggregate=False)
         times[label] = time.perf_counter() - t0
         assert not res.failed, res.failed
     t0 = time.perf_counter()
-    write_aggregates(spec, work / "loop", res.records)
+    write_aggregates(spec, work / "dask-1", res.records)
     times["aggregation (nc, csv, html)"] = time.perf_counter() - t0
 
     print(f"{n}-point sweep (grid solver, d = 1, run + bounds)")
     for k, v in times.items():
-        print(f"  {k:<30} {v:8.1f} s")
-    overhead = (times["dask-1"] - times["loop"] - times["cluster start-up (1 worker)"]) / n
-    print(f"  Dask per-point overhead (dask-1 - loop - start-up) / {n}: {overhead * 1000:.0f} ms")
+        print(f"  {k:<32} {v:8.1f} s")
+    overhead = (times["dask-1"] - times["loop, XLA 1 thread (process)"] - times["cluster start-up (1 worker)"]) / n
+    print(f"  Dask per-point overhead (dask-1 - loop, 1 thread - start-up) / {n}: {overhead * 1000:.0f} ms")
     if "dask-2" in times:
         print(f"  speed-up dask-1 / dask-2: {times['dask-1'] / times['dask-2']:.2f}x")
     print(machine())
