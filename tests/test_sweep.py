@@ -110,6 +110,14 @@ def test_existing_sweep_is_not_overwritten_without_resume(grid_sweep):
     assert {p["status"] for p in recs} == {"skipped"}
 
 
+def test_resume_refuses_a_point_directory_of_another_config(grid_sweep, tmp_path):
+    (tmp_path / "base.toml").write_text(BASE.replace("grid_points = 101", "grid_points = 51"))
+    (tmp_path / "sweep.toml").write_text(SWEEP.format(steps='["run", "bounds"]'))
+    r = _bolt("sweep", str(tmp_path / "sweep.toml"), "--out", str(grid_sweep / "out"), "--resume", "--workers", "0")
+    assert r.returncode == 2 and "holds a run of another config (solver.grid_points = 101 there, 51" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_sigint_half_way_then_resume_equals_uninterrupted(grid_sweep, tmp_path):
     f = _write(tmp_path, steps='["run"]')
     out = tmp_path / "out"
