@@ -106,11 +106,11 @@ def main(argv=None):
                          capture_output=True, text=True, check=True)
     times["loop, XLA 1 thread (process)"] = time.perf_counter() - t0
     times["  of which in run_sweep"] = float(sub.stdout.strip().splitlines()[-1])
-    modes = [("loop, XLA default threads", 0), ("dask-1", 1)] + ([] if args.smoke else [("dask-2", 2)])
-    for label, workers in modes:
+    modes = [("loop, XLA default threads", 0, "loop-n"), ("dask-1", 1, "dask-1")]
+    modes += [] if args.smoke else [("dask-2", 2, "dask-2")]
+    for label, workers, sub_dir in modes:
         t0 = time.perf_counter()
-        res = run_sweep(spec, work / label.split(",")[0].replace(" ", "-") + ("-n" if workers == 0 else ""),
-                        workers=workers, quiet=True, aggregate=False)
+        res = run_sweep(spec, work / sub_dir, workers=workers, quiet=True, aggregate=False)
         times[label] = time.perf_counter() - t0
         assert not res.failed, res.failed
     t0 = time.perf_counter()
