@@ -53,7 +53,7 @@ def _write(d: Path, steps='["run", "bounds"]', body=SWEEP) -> Path:
 @pytest.fixture(scope="module")
 def grid_sweep(tmp_path_factory):
     d = tmp_path_factory.mktemp("sweep")
-    f = _write(d)
+    f = _write(d, steps='["run"]')  # bounds in sweep.nc: test_study_smoke_sweep_runs
     r = _bolt("sweep", str(f), "--out", str(d / "out"), "--workers", "2")
     assert r.returncode == 0, r.stderr
     return d
@@ -73,8 +73,7 @@ def test_sweep_dataset_has_one_dim_per_parameter_and_equals_single_runs(grid_swe
     assert dict(ds.sizes) == {"beta": 2, "tau": 2}
     assert list(ds.beta.values) == [0.5, 1.0] and list(ds.tau.values) == [0.5, 1.0]
     assert ds.beta.attrs["param"] == "regularization.beta"
-    for k in ("kl", "kl_se", "risk", "free_energy", "free_energy_se", "kl_bound_lhs", "kl_bound_rhs_se",
-              "talagrand_holds", "maurey_slope_lhs"):
+    for k in ("kl", "kl_se", "risk", "free_energy", "free_energy_se", "constants_kappa", "converged"):
         assert k in ds and ds[k].dims == ("beta", "tau"), k
     assert (ds.status.values == "done").all()
     spec = load_sweep(grid_sweep / "sweep.toml")
@@ -82,14 +81,12 @@ def test_sweep_dataset_has_one_dim_per_parameter_and_equals_single_runs(grid_swe
         alone = grid_sweep / "alone" / p.name
         summary = run_config(p.config, alone, quiet=True)
         at = ds.sel(beta=p.values["regularization.beta"], tau=p.values["regularization.tau"])
-        for k in ("kl", "risk", "free_energy", "log_z", "w2_squared_to_prior"):
+        for k in ("kl", "risk", "free_energy", "log_z", "w2_squared_to_prior", "iterations"):
             assert float(at[k]) == summary[k], (p.name, k)
-        bounds = json.loads((alone / "bounds.json").read_text())
-        for b in bounds:
-            assert float(at[f"{b['name']}_lhs"]) == pytest.approx(b["lhs"], rel=1e-12, nan_ok=True)
     # the point directories are ordinary run directories; the aggregates exist and are consistent
     point = grid_sweep / "out" / "points" / "beta=0.5_tau=1.0"
-    assert (point / "config.toml").is_file() and (point / "results.nc").is_file() and (point / "bounds.json").is_file()
+    assert (point / "config.toml").is_file() and (point / "results.nc").is_file()
+    assert not (point / "bounds.json").exists()  # steps = ["run"] switches [output] bounds off
     csv = (grid_sweep / "out" / "sweep.csv").read_text().splitlines()
     assert len(csv) == 5 and csv[0].startswith("point,regularization.beta,regularization.tau,status")
     html = (grid_sweep / "out" / "sweep.html").read_text()
@@ -112,7 +109,7 @@ def test_existing_sweep_is_not_overwritten_without_resume(grid_sweep):
 
 def test_resume_refuses_a_point_directory_of_another_config(grid_sweep, tmp_path):
     (tmp_path / "base.toml").write_text(BASE.replace("grid_points = 101", "grid_points = 51"))
-    (tmp_path / "sweep.toml").write_text(SWEEP.format(steps='["run", "bounds"]'))
+    (tmp_path / "sweep.toml").write_text(SWEEP.format(steps='["run"]'))
     r = _bolt("sweep", str(tmp_path / "sweep.toml"), "--out", str(grid_sweep / "out"), "--resume", "--workers", "0")
     assert r.returncode == 2 and "holds a run of another config (solver.grid_points = 101 there, 51" in r.stderr
     assert "Traceback" not in r.stderr
@@ -123,7 +120,8 @@ def test_sigint_half_way_then_resume_equals_uninterrupted(grid_sweep, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "bolt.cli", "sweep", str(f), "--out", str(out), "--workers", "1",
                              "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,  # SIGINT as from a terminal, even if this process ignores it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.time()
     while time.time() - t0 < 240:
         if len(list(out.glob("points/*/summary.json"))) >= 2 or proc.poll() is not None:
@@ -244,7 +242,7 @@ def test_sweep_module_has_docstrings():
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_SWEEPS = sorted(p for p in ROOT.glob("studies/*/*.toml") if p.parent.name not in ("configs", "benchmarks"))
-GRID_SMOKES = ["kl_bound", "w2_talagrand", "maurey", "realizable", "regularisation"]
+GRID_SMOKES = ["kl_bound", "maurey", "realizable", "regularisation"]
 
 
 def test_every_study_sweep_file_is_valid():
@@ -254,7 +252,8 @@ def test_every_study_sweep_file_is_valid():
         assert spec.points and spec.steps[0] == "run", f
 
 
-@pytest.mark.parametrize("study", GRID_SMOKES + [pytest.param("solver_agreement", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("study", GRID_SMOKES + [pytest.param("w2_talagrand", marks=pytest.mark.slow),  # d = 2: 40 s
+                                   pytest.param("solver_agreement", marks=pytest.mark.slow)])
 def test_study_smoke_sweep_runs(study, tmp_path):
     from bolt.sweep import run_sweep
 
@@ -264,4 +263,6 @@ def test_study_smoke_sweep_runs(study, tmp_path):
     ds = _open(tmp_path / "out" / "sweep.nc")
     assert np.isfinite(ds.kl.values).all() and np.isfinite(ds.free_energy.values).all()
     if "bounds" in spec.steps:
+        for k in ("kl_bound_lhs", "kl_bound_rhs_se", "maurey_slope_lhs", "talagrand_outcome"):
+            assert k in ds and ds[k].dims == ds.kl.dims, k
         assert (ds.talagrand_holds.values == 1).all()  # W2²/(2τ) ≤ KL holds for every µ
