@@ -266,3 +266,24 @@ def test_study_smoke_sweep_runs(study, tmp_path):
         for k in ("kl_bound_lhs", "kl_bound_rhs_se", "maurey_slope_lhs", "talagrand_outcome"):
             assert k in ds and ds[k].dims == ds.kl.dims, k
         assert (ds.talagrand_holds.values == 1).all()  # W2²/(2τ) ≤ KL holds for every µ
+
+
+@pytest.mark.slow
+def test_lazy_training_port_reproduces_run_py(tmp_path):
+    from bolt.sweep import run_sweep
+
+    spec = load_sweep(ROOT / "studies/lazy_training/smoke.toml")
+    assert not run_sweep(spec, tmp_path / "sweep", workers=0, quiet=True).failed
+    port = subprocess.run([sys.executable, str(ROOT / "studies/lazy_training/from_sweep.py"), str(tmp_path / "sweep"),
+                           "--smoke"], capture_output=True, text=True, timeout=600)
+    assert port.returncode == 0, port.stderr
+    orig = subprocess.run([sys.executable, str(ROOT / "studies/lazy_training/run.py"), "--smoke", "--out",
+                           str(tmp_path / "orig")], capture_output=True, text=True, timeout=600)
+    assert orig.returncode == 0, orig.stderr
+    a = json.loads((tmp_path / "sweep" / "results.json").read_text())
+    b = json.loads((tmp_path / "orig" / "results.json").read_text())
+    assert len(a) == len(b) == 4
+    for x, y in zip(a, b):  # same µ*, same random stream: the same numbers
+        assert x.keys() == y.keys()
+        for k in x:
+            assert x[k] == pytest.approx(y[k], rel=1e-9, abs=1e-12), k
