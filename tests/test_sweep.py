@@ -118,10 +118,14 @@ def test_resume_refuses_a_point_directory_of_another_config(grid_sweep, tmp_path
 def test_sigint_half_way_then_resume_equals_uninterrupted(grid_sweep, tmp_path):
     f = _write(tmp_path, steps='["run"]')
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "bolt.cli", "sweep", str(f), "--out", str(out), "--workers", "1",
-                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True,  # SIGINT as from a terminal, even if this process ignores it
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # a handler (not SIG_IGN, which a background shell may have given us) so that the child starts with SIGINT live
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "bolt.cli", "sweep", str(f), "--out", str(out), "--workers",
+                                 "1", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)  # its own process group, signalled as from a terminal
+    finally:
+        signal.signal(signal.SIGINT, previous)
     t0 = time.time()
     while time.time() - t0 < 240:
         if len(list(out.glob("points/*/summary.json"))) >= 2 or proc.poll() is not None:
