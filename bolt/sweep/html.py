@@ -81,8 +81,11 @@ def _plotted(ds) -> tuple[list[tuple[str, list[str]]], list[str]]:
 
 def _series(sub, dim, var):
     """Mean over pooled (seed) dimensions and its SE; a single replicate uses the ``_se`` companion."""
+    import warnings
+
     v = sub[var].transpose(dim, ...).values.reshape(sub.sizes[dim], -1)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanstd of one replicate: masked below
         n = np.sum(np.isfinite(v), 1)
         mean = np.where(n > 0, np.nansum(v, 1) / np.maximum(n, 1), np.nan)
         if v.shape[1] > 1:

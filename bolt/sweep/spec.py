@@ -79,10 +79,18 @@ class SweepSpec:
         return out
 
 
+#: Names a dimension must not take: keyword arguments of ``Dataset.sel`` and names the sweep uses itself.
+_RESERVED = {"zip", "point", "method", "tolerance", "drop", "indexers"}
+
+
 def short_names(keys: list[str]) -> dict[str, str]:
-    """The last component of each dotted key, or the key with ``_`` for ``.`` where that is ambiguous."""
+    """The last component of each dotted key, or the key with ``_`` for ``.`` where that is ambiguous or reserved.
+
+    ``"solver.method"`` becomes ``solver_method``, so that ``ds.sel(solver_method="mfld")`` works
+    (``method`` is a keyword of ``Dataset.sel``).
+    """
     last = [k.rsplit(".", 1)[-1] for k in keys]
-    return {k: (s if last.count(s) == 1 and s != "zip" else k.replace(".", "_")) for k, s in zip(keys, last)}
+    return {k: (s if last.count(s) == 1 and s not in _RESERVED else k.replace(".", "_")) for k, s in zip(keys, last)}
 
 
 def _fmt(v) -> str:
