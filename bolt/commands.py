@@ -354,3 +354,5 @@ def register(sub) -> None:
 
     from bolt.dynamics.cli import register as register_bridge  # bolt bridge (MATH.md §4)
     register_bridge(sub)
+    from bolt.sweep.cli import register as register_sweep  # bolt sweep (docs/sweep.md)
+    register_sweep(sub)
