@@ -180,7 +180,7 @@ def test_unreachable_scheduler_is_a_one_line_error(tmp_path):
     ('[sweep]\n[sweep.grid]\n"regularization.betta" = [1.0]\n', "point betta=1.0: regularization.betta: unknown key"),
     ('[sweep]\n[sweep.grid]\n"regularization.beta" = [1.0, -1.0]\n',
      "point beta=-1.0: regularization.beta: must be > 0"),
-    ('[sweep]\n[sweep.grid]\n"solver.particles" = [12, "many"]\n',
+    ('[sweep]\n[sweep.grid]\n"solver.particles" = [80, "many"]\n',
      "point particles=many: solver.particles: expected an integer"),
     ('[sweep]\n[sweep.zip]\n"regularization.beta" = [1.0, 2.0]\n"regularization.tau" = [1.0]\n', "equal lengths"),
     ('[sweep]\n', "nothing to sweep"),
