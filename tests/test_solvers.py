@@ -173,7 +173,7 @@ def test_default_problem_all_three_solvers_agree():
 
 @pytest.mark.statistical
 @pytest.mark.parametrize("beta, tau", [(0.5, 1.0), (4.0, 0.25)])
-@pytest.mark.parametrize("method", ["picard-nuts", "picard-mala", "mfld"])
+@pytest.mark.parametrize("method", [pytest.param("picard-nuts", marks=pytest.mark.slow), "picard-mala", "mfld"])
 def test_scale_free_stopping_rule_converges_in_every_regime(method, beta, tau):
     """The KSD test against its wild-bootstrap null stops a converged solve at weak and at strong
     coupling alike (an absolute KSD tolerance did not at β = 4, τ = 0.25), and the answer is right."""
