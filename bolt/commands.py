@@ -261,3 +261,5 @@ def register(sub) -> None:
 
     from bolt.dynamics.cli import register as register_bridge  # bolt bridge (MATH.md §4)
     register_bridge(sub)
+    from bolt.dynamics.tracking_cli import register as register_dynamics  # bolt dynamics (MATH.md §4, greedy)
+    register_dynamics(sub)
