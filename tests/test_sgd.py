@@ -302,10 +302,14 @@ def test_study_smoke(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
+    import os
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
     r = subprocess.run([sys.executable, str(root / "studies/sgd_tracking/run.py"), "--smoke", "--out", str(tmp_path)],
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "results.json").read_text())
     assert len(res["rows"]) >= 3 and (tmp_path / "sgd_tracking.png").exists()
-    for row in res["rows"]:
-        assert row["frozen_deviation"] > row["deviation"]
+    for row in res["rows"]:  # SGD moves with µ*_t; the frozen network does not
+        se = np.hypot(row["frozen_deviation_se"], row["deviation_se"])
+        assert row["frozen_deviation"] - row["deviation"] > 3 * se, row
