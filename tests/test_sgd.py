@@ -313,3 +313,62 @@ def test_study_smoke(tmp_path):
     for row in res["rows"]:  # SGD moves with µ*_t; the frozen network does not
         se = np.hypot(row["frozen_deviation_se"], row["deviation_se"])
         assert row["frozen_deviation"] - row["deviation"] > 3 * se, row
+
+
+# ----------------------------------------------------------------------------- reference flow R(µ*_t)
+def test_reference_flow_d1_equals_gaussian_marginal_risk():
+    """For µ* = N(m, s²) (on fine atoms) the flow's marginal is N(t m, t² s² + τ t(1 − t)) (MATH.md §4): R(µ*_t) by
+    the mixture quadrature equals R of that Gaussian by 60-node Gauss–Hermite to 1e-9 (t < 1: the grid branch);
+    τ ↔ √τ in the bridge variance, or the atoms' own law (no bridge noise), would differ by far more."""
+    from bolt.dynamics.path import bridge_marginal_moments
+    from bolt.dynamics.sgd import reference_flow
+
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=1.0, tau=0.5)
+    m, s2 = 0.4, 0.3
+    y = np.linspace(m - 12 * np.sqrt(s2), m + 12 * np.sqrt(s2), 801)
+    a = np.exp(-((y - m) ** 2) / (2 * s2))
+    a /= a.sum()
+    z, wz = np.polynomial.hermite_e.hermegauss(60)
+    wz = wz / wz.sum()
+
+    def gauss_risk(mean, var):
+        return float(pb.risk(jnp.asarray(mean + np.sqrt(var) * z)[:, None], jnp.asarray(wz)))
+
+    ts = np.array([0.0, 0.2, 0.5, 0.9, 1.0])
+    r, se, _ = reference_flow(None, pb, y[:, None], a, ts)
+    assert np.all(se == 0)
+    for t, rt in zip(ts, r):
+        mu, cov = bridge_marginal_moments([m], [[s2]], t, pb.tau)
+        assert rt == pytest.approx(gauss_risk(mu[0], cov[0, 0]), abs=1e-9), t
+        if 0 < t < 1:
+            wrong = t * t * s2 + np.sqrt(pb.tau) * t * (1 - t)  # √τ for τ
+            assert abs(rt - gauss_risk(mu[0], wrong)) > 1e-4
+            assert abs(rt - gauss_risk(t * m, t * t * s2)) > 1e-3
+
+
+def test_reference_flow_gauss_hermite_branch_agrees_with_grid():
+    """Near t = 1 (a narrow kernel on a wide support, where the fallback is used) atoms × 8 Gauss–Hermite nodes
+    agree with a fine grid to 1e-8."""
+    from bolt.dynamics.sgd import _mixture_grid_1d
+
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=1.0, tau=0.5)
+    y = np.random.default_rng(0).normal(0.3, 0.5, 200)
+    a = np.full(200, 1 / 200)
+    for t in (0.97, 0.995):
+        x1, w1 = _mixture_grid_1d(y, a, t, pb.tau, nodes=31)  # too coarse: atoms × Gauss–Hermite
+        x2, w2 = _mixture_grid_1d(y, a, t, pb.tau, nodes=6001)
+        assert len(x1) == 200 * 8 and len(x2) == 6001
+        assert float(pb.risk(x1, w1)) == pytest.approx(float(pb.risk(x2, w2)), abs=1e-8)
+
+
+def test_deviation_stats():
+    from bolt.dynamics.tracking import deviation_stats
+
+    risk = np.array([[1.0, 0.8, 0.5], [1.0, 0.7, 0.6]])
+    ref = np.array([1.0, 0.75, 0.55])
+    mean, se, per = deviation_stats(risk, ref, np.array([0.0, 0.01, 0.0]))
+    np.testing.assert_allclose(per, [0.05, 0.05])
+    assert mean == pytest.approx(0.05)
+    assert se == pytest.approx(0.01)  # no spread over repetitions; the reference's SE where the mean gap peaks
+    mean, _, per = deviation_stats(risk, ref, np.zeros(3), mask=np.array([True, False, True]))
+    np.testing.assert_allclose(per, [0.05, 0.05])
