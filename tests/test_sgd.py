@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import bolt
-from bolt.dynamics.sgd import build_step, init, network_risk, run_greedy, run_sgd
+from bolt.dynamics.sgd import build_step, greedy_cost, init, network_risk, run_greedy, run_sgd
 from bolt.errors import BoltError
 from bolt.testing import assert_close_z, mean_and_se
 
@@ -161,7 +161,7 @@ def test_greedy_J_not_below_beta_F_and_perturbed_control_detected(grid_1d):
     pb, res, sm = grid_1d
     beta_f = pb.beta * sm["free_energy"]
     g = run_greedy(jax.random.PRNGKey(2), pb, 500, 50, repetitions=4, save_times=(1.0,), progress_bar=False)
-    c = cost_J(pb, g.sde)
+    c = greedy_cost(pb, g)
     v = verdict("greedy", beta_f, c["J"], 0.0, c["J_se"])
     assert v.outcome == "holds", v  # J(greedy) − βF ≈ 0.04 ≈ 8 SE here
     def doubled(W, t):  # the greedy drift ×2, interacting within each of the 4 groups of 500
@@ -372,3 +372,23 @@ def test_deviation_stats():
     assert se == pytest.approx(0.01)  # no spread over repetitions; the reference's SE where the mean gap peaks
     mean, _, per = deviation_stats(risk, ref, np.zeros(3), mask=np.array([True, False, True]))
     np.testing.assert_allclose(per, [0.05, 0.05])
+
+
+def test_greedy_cost_uses_cross_group_pairs_only():
+    """The endpoint risk of greedy_cost is R0 + 2 mean f̃ + the mean of K over pairs from different groups
+    (brute force over the 12 × 12 kernel matrix without its 4 × 4 diagonal blocks)."""
+    from bolt.dynamics.sde import SDEResult
+    from bolt.dynamics.sgd import GreedyResult, greedy_cost
+
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.0, 0.5]], [1.0]), beta=0.7, tau=0.3)
+    W = np.random.default_rng(1).normal(size=(12, 2))
+    sde = SDEResult(np.array([1.0]), W[:, None, :], np.linspace(0.1, 0.2, 12), np.array([0.0, 1.0]),
+                    np.ones(1), np.ones(1), np.ones(1))
+    c = greedy_cost(pb, GreedyResult(np.array([1.0]), np.zeros((3, 1)), sde))
+    Kmat = np.asarray(pb.kernel(jnp.asarray(W), jnp.asarray(W)))
+    mask = np.kron(np.eye(3), np.ones((4, 4))) == 0
+    expect = float(pb.R0()) + 2 * float(np.mean(pb.ftilde(jnp.asarray(W)))) + Kmat[mask].mean()
+    assert c["endpoint_risk"] == pytest.approx(expect, rel=1e-12)
+    assert c["J"] == pytest.approx(np.mean(sde.energy) + 0.5 * pb.beta * expect, rel=1e-12)
+    with pytest.raises(BoltError, match="2 groups"):
+        greedy_cost(pb, GreedyResult(np.array([1.0]), np.zeros((1, 1)), sde))

@@ -43,7 +43,7 @@ from bolt.errors import BoltError
 from bolt.problem.spec import GaussianInputs
 
 __all__ = ["SGDState", "SGDInfo", "SGDResult", "GreedyResult", "init", "build_step", "input_sampler",
-           "network_risk", "run_sgd", "record_steps", "greedy_drift", "run_greedy", "reference_flow",
+           "network_risk", "run_sgd", "record_steps", "greedy_drift", "run_greedy", "greedy_cost", "reference_flow",
            "REFERENCE_NODES"]
 
 Array = jax.Array
@@ -272,6 +272,36 @@ def run_greedy(key, problem, n: int, steps: int, *, repetitions: int = 1, save_t
     paths = jnp.asarray(res.paths).reshape(reps, int(n), len(res.times), problem.d)
     risk_fn = jax.jit(jax.vmap(jax.vmap(lambda W: network_risk(problem, W), in_axes=1)))  # over groups, times
     return GreedyResult(res.times, np.asarray(risk_fn(paths)), res)
+
+
+def greedy_cost(problem, result: GreedyResult) -> dict:
+    """``J = ½E∫|u|² dt + (β/2) R(Law(Ŵ_1))`` of the greedy control (:func:`~bolt.dynamics.costs.cost_J`), with the
+    endpoint risk a U-statistic over pairs from *different* groups only.
+
+    Particles of one group interact, so a pair from the same group is not a pair of independent draws of
+    ``Law(Ŵ_1)``; pairs across groups are. ``∫∫K dν dν`` is estimated by the mean of ``K`` over cross-group
+    pairs, ``(n²I − Σ_g N²I_g)/(n² − R N²)`` with ``I``, ``I_g`` the V-statistics of all ``n = R N`` endpoints
+    and of each group. The standard error is ``cost_J``'s (per-path influence, paths treated as independent).
+    Needs at least 2 groups.
+
+    Returns:
+      ``cost_J``'s dict with ``J`` and ``endpoint_risk`` replaced.
+    """
+    from bolt.dynamics.costs import cost_J
+
+    reps = int(result.risk.shape[0])
+    if reps < 2:
+        raise BoltError("greedy_cost: needs at least 2 groups (repetitions) for independent endpoint pairs")
+    out = cost_J(problem, result.sde)
+    W = jnp.asarray(result.sde.endpoint)
+    n = W.shape[0]
+    G = W.reshape(reps, n // reps, W.shape[1])
+    within = jnp.sum(jax.vmap(lambda V: problem.interaction(V))(G)) * (n // reps) ** 2
+    cross = (n * n * problem.interaction(W) - within) / (n * n - reps * (n // reps) ** 2)
+    risk = float(problem.R0() + 2.0 * jnp.mean(problem.ftilde(W)) + cross)
+    out["J"] = out["J"] + 0.5 * problem.beta * (risk - out["endpoint_risk"])
+    out["endpoint_risk"] = risk
+    return out
 
 
 #: nodes of the uniform grid that carries µ*_t in d = 1 (one shape: one compilation for every t)
