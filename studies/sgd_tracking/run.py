@@ -87,14 +87,17 @@ def figure(rows, trajs, fits, path):
     ax.legend(fontsize=7)
     ax.set_title("deviation from the optimal flow")
     ax = axes[1]
-    pick = [0, len(rows) - 1]
+    # the smallest ε and ε = 4·ε_min (at the largest ε, N = ⌈c/ε²⌉ is so small that the spread of R_N(W_0)
+    # over initialisations hides the flow)
+    pick = [0, min(4, len(rows) - 1)]
     for j, i in enumerate(pick):
         t = np.array(trajs[i]["time"])
         ref = np.array(trajs[i]["reference"])
         sgd = np.array(trajs[i]["sgd"])
         lo, hi = np.quantile(sgd, [0.05, 0.95], axis=0)
         col = f"C{j}"
-        ax.plot(t, ref, color="k", lw=1.2, ls="-" if j == 0 else "--")
+        ax.plot(t, ref, color="k", lw=1.2, ls="-" if j == 0 else "--",
+                label=f"R(µ*_t), ε = {rows[i]['epsilon']:.3g}")
         ax.fill_between(t, lo, hi, color=col, alpha=0.3, lw=0)
         ax.plot(t, np.median(sgd, 0), color=col, lw=1, label=f"SGD ε = {rows[i]['epsilon']:.3g} (N = {rows[i]['N']})")
         ax.plot(t, np.nanmedian(np.array(trajs[i]["greedy"]), 0), color=col, ls=":", lw=1.2)
@@ -111,12 +114,19 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--smoke", action="store_true", help="tiny sweep (run by the test suite)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "out"))
+    ap.add_argument("--replot", action="store_true", help="redraw the figure from OUT/results.json, trajectories.json")
     args = ap.parse_args(argv)
+    if args.replot:
+        out = Path(args.out)
+        res = json.loads((out / "results.json").read_text())
+        fits = {k: (v["slope"], v["se"]) for k, v in res["slopes"].items()}
+        figure(res["rows"], json.loads((out / "trajectories.json").read_text()), fits, out / "sgd_tracking.png")
+        return
     t0 = time.time()
     if args.smoke:
         eps_list, c, steps, reps, gsteps = [0.1, 0.14, 0.2], 1.0, 100, 4, 20
     else:
-        eps_list, c, steps, reps, gsteps = list(0.05 * 2 ** (np.arange(7) / 2)), 2.0, 1000, 16, 200
+        eps_list, c, steps, reps, gsteps = list(0.05 * 2 ** (np.arange(7) / 2)), 2.0, 1000, 32, 200
     rows, trajs = [], []
     for eps in eps_list:
         row, traj = measure(float(eps), c, steps, reps, gsteps, seed=0)
