@@ -392,3 +392,22 @@ def test_greedy_cost_uses_cross_group_pairs_only():
     assert c["J"] == pytest.approx(np.mean(sde.energy) + 0.5 * pb.beta * expect, rel=1e-12)
     with pytest.raises(BoltError, match="2 groups"):
         greedy_cost(pb, GreedyResult(np.array([1.0]), np.zeros((1, 1)), sde))
+
+
+def test_sgd_on_a_data_set_resamples_rows_and_records_empirical_risk():
+    """Data problems: inputs are drawn from the data set's rows and R_N is its empirical risk (exact)."""
+    from bolt.dynamics.sgd import input_sampler
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 2))
+    Y = np.tanh(X @ np.array([1.0, -0.5]))
+    pb = bolt.make_problem("erf", inputs=bolt.DataInputs(X, Y), beta=0.5, tau=0.2)
+    Xs, Ys = input_sampler(pb)(jax.random.PRNGKey(0), 200)
+    rows = {tuple(np.round(r, 12)) for r in X}
+    assert all(tuple(np.round(r, 12)) in rows for r in np.asarray(Xs))
+    np.testing.assert_allclose(np.asarray(Ys), Y[[int(np.argmin(np.sum((X - x) ** 2, 1))) for x in np.asarray(Xs)]])
+    res = run_sgd(jax.random.PRNGKey(1), pb, 6, 30, repetitions=2, records=3, progress_bar=False)
+    for r in range(2):
+        W = res.final[r]
+        emp = np.mean((Y - np.mean(np.asarray(jax.scipy.special.erf(X @ W.T)), 1)) ** 2)
+        assert res.risk[r, -1] == pytest.approx(emp, rel=1e-10)
