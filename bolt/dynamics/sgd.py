@@ -285,23 +285,32 @@ def greedy_cost(problem, result: GreedyResult) -> dict:
     Needs at least 2 groups.
 
     Returns:
-      ``cost_J``'s dict with ``J`` and ``endpoint_risk`` replaced.
+      the keys of ``cost_J``: ``J``, ``J_se``, ``control_energy(_se)``, ``endpoint_risk(_se)``.
     """
-    from bolt.dynamics.costs import cost_J
+    from bolt.dynamics.costs import control_energy
 
     reps = int(result.risk.shape[0])
     if reps < 2:
         raise BoltError("greedy_cost: needs at least 2 groups (repetitions) for independent endpoint pairs")
-    out = cost_J(problem, result.sde)
     W = jnp.asarray(result.sde.endpoint)
     n = W.shape[0]
-    G = W.reshape(reps, n // reps, W.shape[1])
-    within = jnp.sum(jax.vmap(lambda V: problem.interaction(V))(G)) * (n // reps) ** 2
-    cross = (n * n * problem.interaction(W) - within) / (n * n - reps * (n // reps) ** 2)
-    risk = float(problem.R0() + 2.0 * jnp.mean(problem.ftilde(W)) + cross)
-    out["J"] = out["J"] + 0.5 * problem.beta * (risk - out["endpoint_risk"])
-    out["endpoint_risk"] = risk
-    return out
+    m = n // reps
+
+    @jax.jit
+    def parts(W):  # one compilation for the whole estimate (eager ops would compile one by one)
+        G = W.reshape(reps, m, W.shape[1])
+        within = jnp.sum(jax.vmap(lambda V: problem.interaction(V))(G)) * m * m
+        cross = (n * n * problem.interaction(W) - within) / (n * n - reps * m * m)
+        return problem.R0() + 2.0 * jnp.mean(problem.ftilde(W)) + cross, problem.psi(W, W)
+
+    risk, own = parts(W)
+    risk, own = float(risk), np.asarray(own, np.float64)
+    e = np.asarray(result.sde.energy, np.float64)
+    en, en_se = control_energy(result.sde)
+    infl = e + problem.beta * own  # cost_J's per-path influence
+    return {"J": en + 0.5 * problem.beta * risk, "J_se": float(infl.std(ddof=1) / np.sqrt(len(infl))),
+            "control_energy": en, "control_energy_se": en_se, "endpoint_risk": risk,
+            "endpoint_risk_se": float(2 * own.std(ddof=1) / np.sqrt(len(own)))}
 
 
 #: nodes of the uniform grid that carries µ*_t in d = 1 (one shape: one compilation for every t)

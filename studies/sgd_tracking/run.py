@@ -34,17 +34,18 @@ from bolt.testing import loglog_slope  # noqa: E402
 TEACHER = ([[1.5]], [1.0])  # f(x) = erf(1.5 x), x ~ N(0, 1); σ = erf; d = 1
 
 
-def measure(eps: float, c: float, steps: int, reps: int, greedy_steps: int, seed: int):
+def measure(eps: float, c: float, steps: int, reps: int, greedy_steps: int, seed: int, records: int = 50,
+            grid_points: int = 0):
     d = 1
     tau, beta = eps * eps / d, eps
     N = int(np.ceil(c / eps**2))
     pb = bolt.make_problem("erf", bolt.Teacher(*TEACHER), beta=beta, tau=tau)
-    res = solve(pb, "grid")
+    res = solve(pb, "grid", grid_points=grid_points)
     sm = summarize(jax.random.PRNGKey(seed), pb, res)
     settings = {"kind": "both", "particles": N, "steps": steps, "step_size": 1.0 / steps, "minibatch": 1,
                 "repetitions": reps, "seed": seed, "allow_any_horizon": False}
     out, ds = dynamics_checks(jax.random.fold_in(jax.random.PRNGKey(seed), int(round(1e4 * eps))), pb,
-                              res.particles, res.weights, sm, settings, grid=True, records=50,
+                              res.particles, res.weights, sm, settings, grid=True, records=records,
                               greedy_steps=greedy_steps, progress_bar=False)
     row = {"epsilon": eps, "tau": tau, "beta": beta, "N": N, "steps": steps, "repetitions": reps,
            "risk_mu_star": float(sm["risk"]), "grid_converged": bool(res.converged)}
@@ -124,12 +125,12 @@ def main(argv=None):
         return
     t0 = time.time()
     if args.smoke:
-        eps_list, c, steps, reps, gsteps = [0.1, 0.14, 0.2], 1.0, 100, 4, 20
+        eps_list, c, steps, reps, gsteps, records, gp = [0.1, 0.14, 0.2], 1.0, 100, 4, 20, 10, 201
     else:
-        eps_list, c, steps, reps, gsteps = list(0.05 * 2 ** (np.arange(7) / 2)), 2.0, 1000, 32, 200
+        eps_list, c, steps, reps, gsteps, records, gp = list(0.05 * 2 ** (np.arange(7) / 2)), 2.0, 1000, 32, 200, 50, 0
     rows, trajs = [], []
     for eps in eps_list:
-        row, traj = measure(float(eps), c, steps, reps, gsteps, seed=0)
+        row, traj = measure(float(eps), c, steps, reps, gsteps, seed=0, records=records, grid_points=gp)
         rows.append(row)
         trajs.append(traj)
         print(f"eps = {eps:.4f}  N = {row['N']:5d}  deviation = {row['deviation']:.4g} ± {row['deviation_se']:.2g}  "
