@@ -22,18 +22,25 @@ def _setup_jax():
     os.environ.setdefault("JAX_PLATFORMS", os.environ.get("BOLT_PLATFORM", "cpu"))
     import jax
 
+    from bolt.cache import enable_compilation_cache
+
     jax.config.update("jax_enable_x64", True)
+    enable_compilation_cache()
 
 
 def _cmd_problem(args) -> int:
     from bolt.config import load_config, problem_from_config
+    from bolt.resources import check_memory
+    from bolt.rundir import check_results_finite
 
     cfg = load_config(args.config)
+    check_memory(cfg, solve=False)  # the input sample and target network must fit before they are drawn
     pb = problem_from_config(cfg)
     consts = pb.constants()
+    check_results_finite({"constants": consts}, "problem")  # never a bare NaN
     info = {"problem": pb.describe(), **consts}
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(info, indent=2, allow_nan=False))
         return 0
     d = info["problem"]
     print(f"bolt {__version__} — problem")
@@ -87,6 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `bolt ... | head`
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a full disk, a vanished directory, ...: one line, the run directory's files intact
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"bolt: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 — an allocation the memory estimate missed: one line, not a C++ trace
+        if type(exc).__name__ not in ("XlaRuntimeError", "JaxRuntimeError") or "RESOURCE_EXHAUSTED" not in str(exc):
+            raise
+        print(f"bolt: error: out of memory on {os.environ.get('JAX_PLATFORMS') or 'the device'} "
+              f"({str(exc).splitlines()[0][:200]}); reduce the sizes in the config (docs/config.md, 'Memory')",
+              file=sys.stderr)
+        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -12,7 +12,7 @@ __all__ = ["register", "run_config", "PICARD_KEYS", "MFLD_KEYS"]
 
 DEFAULT_OUT = "bolt-run"
 PICARD_KEYS = ("particles", "chains", "damping", "tolerance", "max_iterations", "min_iterations", "warmup",
-               "inner_steps", "step_size", "adapt", "kernel", "buffer", "final_blocks")
+               "inner_steps", "step_size", "adapt", "kernel", "buffer", "final_blocks", "field_size")
 MFLD_KEYS = ("particles", "step_size", "horizon", "tolerance")
 
 
@@ -48,7 +48,11 @@ def run_state(out: Path) -> str | None:
     return None
 
 
-def run_config(cfg: dict, out: str | Path, *, resume: bool = False, quiet: bool = False,
+def _a(state: str) -> str:
+    return "a finished" if state == "finished" else "an in-progress"
+
+
+def run_config(cfg: dict | None, out: str | Path, *, resume: bool = False, quiet: bool = False,
                overwrite: bool = False) -> dict:
     """Solve a resolved config and write ``config.toml``, ``summary.json``, ``results.nc`` into ``out``.
 
@@ -56,20 +60,29 @@ def run_config(cfg: dict, out: str | Path, *, resume: bool = False, quiet: bool 
     :func:`bolt.dynamics.bridge.evaluate_run` with the defaults of ``bolt bridge``), ``report.html`` (``report``).
 
     A checkpoint (``checkpoint.npz``) is written atomically after every completed iteration;
-    ``resume=True`` continues from it with the run directory's own ``config.toml``. The problem
-    (and any data file) is built before the directory is touched, so a failing config never
-    changes an existing run; a directory that holds a run is refused unless ``overwrite``; one
-    process writes a run directory at a time (:class:`~bolt.io.RunLock`).
+    ``resume=True`` continues from it with the run directory's own ``config.toml`` (refused when that
+    file was edited, :func:`bolt.rundir.verify_run_config`; ``cfg``, when given, must be the same
+    config), or starts the run afresh from it when it died before its first checkpoint. The config's
+    ranges and the memory the run needs are checked and the problem (and any data file) built before
+    the directory is touched, so a failing config never changes an existing run; a directory that
+    holds a run is refused unless ``overwrite``; one process writes a run directory at a time
+    (:class:`~bolt.io.RunLock`).
     """
-    from bolt.config import dump_toml, load_config, problem_from_config
+    from bolt.config import problem_from_config
     from bolt.io import RunLock, atomic_write_text, load_checkpoint
+    from bolt.rundir import config_changes, config_digest, config_text, fingerprint, verify_run_config
 
     out = Path(out)
     ck = None
     if resume:
-        if not (out / "config.toml").is_file():
-            raise ResultsError(f"resume: {out} has no config.toml (not a bolt run directory)")
-        cfg = load_config(out / "config.toml")
+        if not out.is_dir():
+            raise ResultsError(f"resume: no run directory at {out}")
+        saved = verify_run_config(out, "resume")
+        if cfg is not None and config_digest(cfg) != config_digest(saved):
+            raise ResultsError(f"resume: the config given differs from {out}/config.toml "
+                               f"({config_changes(saved, cfg)}); resume with the run's own config (give no "
+                               f"CONFIG), or start a new run with --out NEW_DIR")
+        cfg = saved
         if run_state(out) == "finished":
             raise ResultsError(f"resume: the run in {out} is already complete")
     else:
@@ -77,38 +90,96 @@ def run_config(cfg: dict, out: str | Path, *, resume: bool = False, quiet: bool 
             raise ResultsError(f"--out: {out} exists and is not a directory")
         state = run_state(out) if out.is_dir() else None
         if state is not None and not overwrite:
-            raise ResultsError(f"--out: {out} holds a {state} run; continue it with `bolt run --resume {out}`, "
+            raise ResultsError(f"--out: {out} holds {_a(state)} run; continue it with `bolt run --resume {out}`, "
                                f"or replace it with --overwrite")
+    check_run(cfg)  # ranges and memory, before anything is allocated
     problem = problem_from_config(cfg)  # validates and loads data before anything is written
+    check_problem(cfg, problem)
+    fp = fingerprint(cfg)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ResultsError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
     with RunLock(out, "resume" if resume else "run"):
+        state = run_state(out)  # again under the lock: another process may have written meanwhile
         if resume:
-            if cfg["solver"]["method"] != "grid":
+            if state == "finished":
+                raise ResultsError(f"resume: the run in {out} is already complete")
+            if cfg["solver"]["method"] != "grid" and (out / "checkpoint.npz").is_file():
                 ck = load_checkpoint(out / "checkpoint.npz")
+                _check_checkpoint(ck, cfg, out / "checkpoint.npz")
+            # no checkpoint: the run died before its first one; it starts again from its saved config
         else:
+            if state is not None and not overwrite:
+                raise ResultsError(f"--out: {out} holds {_a(state)} run (written meanwhile by another process); "
+                                   f"continue it with `bolt run --resume {out}`, or replace it with --overwrite")
             for name in RUN_FILES:  # --overwrite (or a fresh directory): nothing of an old run survives
                 (out / name).unlink(missing_ok=True)
-            atomic_write_text(out / "config.toml", dump_toml(cfg))
-        return _solve_and_write(cfg, problem, out, ck, quiet)
+            atomic_write_text(out / "config.toml", config_text(cfg, fp))
+            from bolt._faults import fault_point
+
+            fault_point("started")  # config written, no checkpoint yet
+        return _solve_and_write(cfg, problem, out, ck, quiet, fp)
 
 
-def _solve_and_write(cfg: dict, problem, out: Path, ck, quiet: bool) -> dict:
+def _check_checkpoint(ck: dict, cfg: dict, path: Path) -> None:
+    """A checkpoint (perhaps from an older bolt, without a config hash) must fit the config it resumes."""
+    s, d = cfg["solver"], cfg["problem"]["dim"]
+    key = "particles" if s["method"] == "mfld" else "samples"
+    arr = ck.get(key)
+    want = (s["particles"], d)
+    if arr is None or "iteration" not in ck or getattr(arr, "shape", None) != want:
+        got = None if arr is None else getattr(arr, "shape", None)
+        raise ResultsError(f"resume: {path} does not fit {path.parent}/config.toml ({key} of shape {got}, the config "
+                           f"needs {want}: solver.particles x problem.dim); start a new run with --out NEW")
+
+
+def check_run(cfg: dict) -> None:
+    """Checks of a resolved config that need no problem: the memory the run needs (:mod:`bolt.resources`)."""
+    from bolt.resources import check_memory
+
+    check_memory(cfg)
+
+
+def check_problem(cfg: dict, problem) -> None:
+    """Checks that need the problem: its constants finite, β and τ in the estimators' range, enough particles."""
+    from bolt.resources import check_ranges
+
+    check_ranges(cfg, problem)
+
+
+def _solve_and_write(cfg: dict, problem, out: Path, ck, quiet: bool, fp: dict | None = None) -> dict:
     """The body of a run under its lock: solve, summarize, write results, bounds and report."""
-    import jax
+    import json
+    import time
 
+    import jax
+    import numpy as np
+
+    from bolt._faults import fault_point
     from bolt.estimators.summary import summarize, summarize_to_precision
     from bolt.io import save_checkpoint, save_results, to_inference_data, write_json
+    from bolt.rundir import check_results_finite, fingerprint
     from bolt.solve import solve
+
+    fp = fingerprint(cfg) if fp is None else fp
+    stamp = {k: np.asarray(v) for k, v in fp.items()}
+    stamp["config_json"] = np.asarray(json.dumps(cfg, sort_keys=True))
+
+    def on_iteration(k, data):
+        save_checkpoint(out / "checkpoint.npz", {**data, **stamp})
+        fault_point(f"checkpoint:{k}")
 
     s = cfg["solver"]
     kwargs = solver_settings(cfg)
     if s["method"] != "grid":
-        kwargs.update(checkpoint=ck, on_iteration=lambda k, data: save_checkpoint(out / "checkpoint.npz", data),
-                      progress_bar=(not quiet) and sys.stderr.isatty())
+        kwargs.update(checkpoint=ck, on_iteration=on_iteration, progress_bar=(not quiet) and sys.stderr.isatty())
+    timings: dict[str, float] = {}  # seconds per phase, in this process (a resumed solve counts its own part)
+    t0 = time.perf_counter()
     result = solve(problem, s["method"], seed=s["seed"], **kwargs)
+    timings["solve"] = time.perf_counter() - t0
+    fault_point("solved")  # after the last checkpoint, before any result is written
+    t0 = time.perf_counter()
     # the estimators' randomness is independent across solvers run with the same seed
     key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(s["seed"]), 7), zlib.crc32(s["method"].encode()))
     o = cfg["output"]
@@ -117,22 +188,37 @@ def _solve_and_write(cfg: dict, problem, out: Path, ck, quiet: bool) -> dict:
                                                  max_draws=o["max_draws"], logz_samples=s["logz_samples"])
     else:
         summary = summarize(key, problem, result, logz_samples=s["logz_samples"])
+    timings["summarize"] = time.perf_counter() - t0
     summary.update(seed=s["seed"], versions=_versions(), problem=problem.describe(),
-                   constants=problem.constants(), compilations=list(result.compilations))
+                   constants=problem.constants(), compilations=list(result.compilations), **fp, config=cfg)
+    check_results_finite(summary)  # no NaN, null or overflow is ever written as a result
+    t0 = time.perf_counter()
     save_results(out / "results.nc", to_inference_data(result, problem))
+    timings["results"] = time.perf_counter() - t0
+    summary["timings"] = timings
+    fault_point("results")
     write_json(out / "summary.json", summary)
+    fault_point("summary")
     if cfg["output"]["bounds"]:
         from bolt.bounds import evaluate_run
 
+        t0 = time.perf_counter()
         evaluate_run(out, problem=problem, result=result, summary=summary)
+        timings["bounds"] = time.perf_counter() - t0
     if cfg["output"]["bridge"]:  # the path measure, with bolt bridge's defaults (MATH.md §4)
         from bolt.dynamics.bridge import evaluate_run as evaluate_bridge
 
+        t0 = time.perf_counter()
         evaluate_bridge(out, problem=problem, quiet=quiet)
+        timings["bridge"] = time.perf_counter() - t0
     if cfg["output"]["report"]:
         from bolt.diagnostics.report import write_report
 
+        t0 = time.perf_counter()
         write_report(out)
+        timings["report"] = time.perf_counter() - t0
+    write_json(out / "summary.json", summary)  # now with every phase's time
+    fault_point("outputs")
     (out / "checkpoint.npz").unlink(missing_ok=True)
     return summary
 
@@ -159,6 +245,9 @@ def print_summary(summary: dict, out: Path) -> None:
         ("mean", "[" + ", ".join(f"{x:.4g}" for x in summary["mean"]) + "]"),
         ("seed", summary["seed"]),
     ]
+    if summary.get("timings"):
+        t = summary["timings"]
+        rows.append(("time (s)", ", ".join(f"{k} {v:.1f}" for k, v in t.items()) + f"; total {sum(t.values()):.1f}"))
     width = max(len(r[0]) for r in rows)
     print(f"bolt run — results in {out}")
     for name, val in rows:
@@ -169,11 +258,14 @@ def _cmd_run(args) -> int:
     from bolt.config import load_config
 
     if args.resume:
-        if args.config or args.out or args.overwrite:
-            raise ResultsError("--resume DIR continues the run with DIR's own config.toml: give no CONFIG, "
-                               "--out or --overwrite with it")
         out = Path(args.resume)
-        summary = run_config(None, out, resume=True, quiet=args.quiet)
+        if args.overwrite:
+            raise ResultsError("--resume DIR continues the run in DIR: --overwrite cannot be given with it")
+        if args.out is not None and Path(args.out).resolve() != out.resolve():
+            raise ResultsError(f"--resume {out} writes into {out}: --out {args.out} names another directory "
+                               f"(give no --out, or the same directory)")
+        cfg = load_config(args.config) if args.config else None  # must match the run's own config
+        summary = run_config(cfg, out, resume=True, quiet=args.quiet)
     else:
         cfg = load_config(args.config)
         if args.out is None:  # the default directory never clobbers an earlier run: bolt-run, bolt-run-2, ...
@@ -191,11 +283,11 @@ def _cmd_run(args) -> int:
     if not args.quiet:
         print_summary(summary, out)
         if (out / "bounds.json").is_file():
-            from bolt.io import load_json
+            from bolt.io import load_bounds
             from bolt.verdicts import Verdict
 
             print("  bounds (MATH.md §3):")
-            print_bounds([Verdict.from_dict(b) for b in load_json(out / "bounds.json")])
+            print_bounds([Verdict.from_dict(b) for b in load_bounds(out / "bounds.json")])
     elif not summary["converged"]:
         print(f"bolt: warning: the solve did not converge (residual {summary['residual']:.3g})", file=sys.stderr)
     return 0
@@ -246,7 +338,8 @@ def register(sub) -> None:
     p.add_argument("config", nargs="?", help="TOML config (default: the built-in default problem)")
     p.add_argument("--out", default=None,
                    help=f"output directory (default: ./{DEFAULT_OUT}, or ./{DEFAULT_OUT}-2, ... if that holds a run)")
-    p.add_argument("--resume", metavar="DIR", help="continue an interrupted run in DIR (with DIR's config)")
+    p.add_argument("--resume", metavar="DIR", help="continue an interrupted run in DIR (with DIR's config; a "
+                                                   "CONFIG given too must be the same config)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars or table")
     p.set_defaults(func=_cmd_run)
@@ -261,5 +354,7 @@ def register(sub) -> None:
 
     from bolt.dynamics.cli import register as register_bridge  # bolt bridge (MATH.md §4)
     register_bridge(sub)
+    from bolt.sweep.cli import register as register_sweep  # bolt sweep (docs/sweep.md)
+    register_sweep(sub)
     from bolt.dynamics.tracking_cli import register as register_dynamics  # bolt dynamics (MATH.md §4, greedy)
     register_dynamics(sub)

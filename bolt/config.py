@@ -36,16 +36,16 @@ DEFAULT_CONFIG: dict = {
     },
     "regularization": {"beta": 1.0, "tau": 0.5},
     "solver": {
-        "method": "picard-nuts",
+        "method": "picard-mala",
         "particles": 2000,
         "seed": 0,
         "damping": 0.5,
         "tolerance": 0.05,
         "max_iterations": 30,
         "min_iterations": 4,
-        "chains": 4,
+        "chains": 40,
         "warmup": 500,
-        "inner_steps": 1,
+        "inner_steps": 5,
         "step_size": 0.0,
         "adapt": True,
         "horizon": 10.0,
@@ -54,6 +54,7 @@ DEFAULT_CONFIG: dict = {
         "logz_samples": 100000,
         "kernel": "mala",
         "final_blocks": 5,
+        "field_size": 1000,
     },
     "output": {"report": True, "bounds": True, "bridge": False, "target_rel_se": 0.0, "max_draws": 32000},
 }
@@ -75,6 +76,7 @@ _TYPES = {
     ("solver", "inner_steps"): int, ("solver", "step_size"): float, ("solver", "adapt"): bool,
     ("solver", "horizon"): float, ("solver", "buffer"): int, ("solver", "grid_points"): int,
     ("solver", "logz_samples"): int, ("solver", "kernel"): str, ("solver", "final_blocks"): int,
+    ("solver", "field_size"): int,
     ("output", "report"): bool, ("output", "bounds"): bool, ("output", "bridge"): bool,
     ("output", "target_rel_se"): float,
     ("output", "max_draws"): int,
@@ -118,6 +120,8 @@ def _check_type(path: str, value, typ):
     if typ is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        if not -(2**63) <= value < 2**63:
+            raise ConfigError(f"{path}: {value} is beyond the 64-bit integer range")
         return value
     if typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -151,6 +155,8 @@ def resolve_config(raw: dict | None) -> dict:
                 for k in value:
                     if k not in _TARGET_KEYS[kind]:
                         raise ConfigError(f"problem.target.{k}: unknown key for target kind {kind!r}")
+                if "nodes" in value:
+                    _check_type("problem.target.nodes", value["nodes"], int)
                 out["problem"]["target"] = dict(value, kind=kind)
                 continue
             if (section, key) not in _TYPES:
@@ -168,6 +174,8 @@ def resolve_config(raw: dict | None) -> dict:
         raise ConfigError(f"solver.final_blocks: must be at least 1, got {s['final_blocks']}")
     if s["warmup"] < 0 or s["min_iterations"] < 0 or s["grid_points"] < 0:
         raise ConfigError("solver.warmup, solver.min_iterations and solver.grid_points must be >= 0")
+    if s["field_size"] < 0:
+        raise ConfigError(f"solver.field_size: must be >= 0 (0: the whole buffer), got {s['field_size']}")
     if s["buffer"] < 2:
         raise ConfigError(f"solver.buffer: must be at least 2, got {s['buffer']}")
     if not 0.0 < s["damping"] <= 1.0:
@@ -198,9 +206,11 @@ def load_config(path: str | Path | None) -> dict:
     if not p.is_file():
         raise ConfigError(f"config: file not found: {p}")
     try:
-        raw = tomllib.loads(p.read_text())
+        raw = tomllib.loads(p.read_text(encoding="utf-8-sig"))  # a UTF-8 byte-order mark is accepted
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config: {p} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {p}: {exc.strerror or exc}") from None
     cfg = resolve_config(raw)
     data = cfg["problem"]["data"]
     if data and not Path(data).is_absolute():
@@ -247,7 +257,7 @@ def problem_from_config(cfg: dict):
         elif tk == "realizable":
             if "mean" not in t:
                 raise ConfigError("problem.target.mean: required for a realizable target")
-            target = Realizable(t["mean"], nodes=int(t.get("nodes", 4096)))
+            target = Realizable(t["mean"], nodes=t.get("nodes", 4096))
         else:
             target = DataTarget()
     except ConfigError:

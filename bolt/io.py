@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,8 @@ import numpy as np
 from bolt.errors import ResultsError
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "save_checkpoint", "load_checkpoint",
-           "to_inference_data", "save_results", "load_results", "load_summary", "load_json", "RunLock"]
+           "to_inference_data", "save_results", "load_results", "load_summary", "load_json", "load_bounds",
+           "RunLock", "clean_stale_temporaries"]
 
 
 def _umask_mode() -> int:
@@ -180,23 +182,54 @@ def load_json(path: str | Path):
     if not path.is_file():
         raise ResultsError(f"results: no file at {path}")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ResultsError(f"results: {path} is corrupt: {exc}") from None
+    except OSError as exc:
+        raise ResultsError(f"results: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def load_bounds(path: str | Path) -> list:
+    """Read ``bounds.json``; one-line error naming the file and key when missing, corrupt or wrong-shaped."""
+    from bolt.rundir import check_bounds
+
+    return check_bounds(load_json(path), Path(path))
 
 
 def load_summary(run_dir: str | Path) -> dict:
-    """Read ``summary.json`` of a run directory; clear error when missing or corrupt."""
+    """Read ``summary.json`` of a run directory; one-line error when missing, corrupt or wrong-shaped."""
+    from bolt.rundir import check_summary
+
     path = Path(run_dir) / "summary.json"
     if not path.is_file():
         raise ResultsError(f"run: no summary.json in {run_dir}")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        summary = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ResultsError(f"run: {path} is corrupt: {exc}") from None
+    return check_summary(summary, path)
 
 
 LOCK_NAME = ".bolt.lock"
+#: files a run directory may hold; a killed atomic write of one leaves ``.NAME.XXXXXXXX.tmp``
+TEMP_NAMES = ("config.toml", "summary.json", "checkpoint.npz", "results.nc", "bounds.json", "report.html",
+              "bridge.json", "bridge.nc")
+
+
+def clean_stale_temporaries(run_dir: str | Path) -> list[str]:
+    """Remove ``.NAME.*.tmp`` left by an atomic write that was killed (SIGKILL, power loss).
+
+    Only safe under the run-directory lock (no other bolt process is writing there).
+    """
+    removed = []
+    for name in TEMP_NAMES:
+        for p in Path(run_dir).glob(f".{name}.*.tmp"):
+            try:
+                p.unlink()
+                removed.append(p.name)
+            except OSError:
+                pass
+    return removed
 
 
 def _pid_alive(pid: int) -> bool:
@@ -231,12 +264,22 @@ class RunLock:
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+            except OSError as exc:
+                if not isinstance(exc, FileExistsError):  # checked before any work: not after the bounds
+                    raise ResultsError(f"{self.path.parent}: cannot write to this directory "
+                                       f"({exc.strerror or exc})") from None
                 try:
                     pid_s, lock_host, *what = self.path.read_text().split()
                     pid = int(pid_s)
-                except (OSError, ValueError):
+                except (OSError, ValueError):  # unreadable: stale unless just created (its writer is mid-write)
                     pid, lock_host, what = -1, host, ["?"]
+                    try:
+                        young = time.time() - self.path.stat().st_mtime < 5.0
+                    except OSError:
+                        young = False
+                    if young:
+                        raise ResultsError(f"{self.path.parent}: another bolt process is taking the run-directory "
+                                           f"lock {self.path}; wait for it") from None
                 if lock_host == host and (pid < 0 or not _pid_alive(pid)):
                     self.path.unlink(missing_ok=True)  # stale: its process is gone
                     continue
@@ -246,6 +289,7 @@ class RunLock:
             with os.fdopen(fd, "w") as fh:
                 fh.write(me)
             self.held = True
+            clean_stale_temporaries(self.path.parent)
             return self
         raise ResultsError(f"{self.path}: could not take the run-directory lock")
 

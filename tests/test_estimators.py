@@ -1,9 +1,11 @@
 """Control variates and the KSD test: exactness on Gaussians, zero-mean features, calibrated errors."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import bolt
 from bolt.estimators.control_variates import cv_mean, default_degree, stein_features
 from bolt.estimators.ksd import ksd_squared, ksd_test
 
@@ -68,3 +70,42 @@ def test_ksd_test_null_and_power_are_scale_free():
     X = jax.random.normal(jax.random.PRNGKey(0), (300, 2))
     np.testing.assert_allclose(float(ksd_test(jax.random.PRNGKey(1), X, -X).statistic), float(ksd_squared(X, -X)),
                                rtol=1e-12)
+
+
+def test_field_sensitivity_of_kl_and_risk_matches_the_formula():
+    """d = 1 by quadrature: moving the field µ by δµ moves KL(Γ(µ)‖γ_τ) by (β/τ)² ∫g dδµ and R(Γ(µ))
+    by −2(β/τ) ∫g dδµ, g(v) = Cov_{W∼Γ(µ)}(Ψ(W; µ), K(W, v)) — the first-order terms behind
+    ``kl_field_se`` and ``risk_field_se`` in ``summarize`` (at the fixed point F = ½R + (τ/β)KL does not
+    move)."""
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=1.5, tau=0.5)
+    bt = pb.beta / pb.tau
+    w = jnp.linspace(-6, 6, 4001)[:, None]
+    h = float(w[1, 0] - w[0, 0])
+    v = jnp.linspace(-1.5, 2.0, 40)[:, None]
+    a = jnp.asarray(np.random.default_rng(0).uniform(0.5, 1.5, 40))
+    a = a / a.sum()
+    d = jnp.asarray(np.random.default_rng(1).normal(size=40))
+    d = d - d.mean()  # a signed perturbation of total mass 0
+
+    def gibbs(weights):
+        psi = pb.psi_field(w, pb.field(v, weights))
+        logp = -w[:, 0] ** 2 / (2 * pb.tau) - bt * psi
+        p = jnp.exp(logp - logp.max())
+        p = p / (p.sum() * h)
+        gam = jnp.exp(-w[:, 0] ** 2 / (2 * pb.tau)) / jnp.sqrt(2 * jnp.pi * pb.tau)
+        kl = float(jnp.sum(p * jnp.log(p / gam)) * h)
+        risk = float(pb.risk(w, p * h / jnp.sum(p * h)))
+        return p * h, psi, kl, risk
+
+    p, psi, kl0, r0 = gibbs(a)
+    Kwv = pb.kernel(w, v)
+    g = ((psi - p @ psi) * p) @ (Kwv - (p @ Kwv)[None, :])  # Cov_Γ(Ψ, K(·, v_j)) by quadrature
+    eps = 1e-4
+    _, _, kl1, r1 = gibbs(a + eps * d)
+    _, _, klm, rm = gibbs(a - eps * d)
+    np.testing.assert_allclose((kl1 - klm) / (2 * eps), bt**2 * float(g @ d), rtol=2e-3)
+    # R's term has Ψ(·; ν) of ν = Γ(µ) itself in the covariance; at the fixed point (where summarize
+    # uses it) ν = µ and the two terms share g
+    psi_nu = pb.psi_field(w, pb.field(w, p))
+    g_nu = ((psi_nu - p @ psi_nu) * p) @ (Kwv - (p @ Kwv)[None, :])
+    np.testing.assert_allclose((r1 - rm) / (2 * eps), -2 * bt * float(g_nu @ d), rtol=2e-3)

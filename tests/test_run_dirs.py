@@ -77,18 +77,24 @@ def test_default_output_directory_is_numbered(finished, tmp_path):
     assert "bolt-run-2" in r.stderr
 
 
-@pytest.mark.parametrize("where", ["file", "under-file", "empty"])
+@pytest.mark.parametrize("where", ["file", "under-file", "empty", "blank", "dev-null"])
 def test_bad_output_paths_get_one_line_errors(finished, tmp_path, where):
     f = tmp_path / "afile"
     f.write_text("x")
-    out = {"file": str(f), "under-file": str(f / "sub"), "empty": " "}[where]
+    out = {"file": str(f), "under-file": str(f / "sub"), "empty": "", "blank": " ", "dev-null": "/dev/null"}[where]
     r = _bolt("run", str(finished / "c.toml"), "--out", out, "--quiet")
     assert r.returncode == 2 and "--out" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_resume_takes_no_config_or_out(finished):
-    r = _bolt("run", str(finished / "c.toml"), "--resume", str(finished / "run"))
-    assert r.returncode == 2 and "--resume" in r.stderr
+def test_resume_refuses_another_config_or_out(finished, tmp_path):
+    other = tmp_path / "other.toml"
+    other.write_text(GRID.replace("grid_points = 101", "grid_points = 201"))
+    r = _bolt("run", str(other), "--resume", str(finished / "run"))
+    assert r.returncode == 2 and "differs" in r.stderr and "solver.grid_points 101 -> 201" in r.stderr
+    r = _bolt("run", "--resume", str(finished / "run"), "--out", str(tmp_path / "elsewhere"))
+    assert r.returncode == 2 and "--out" in r.stderr and not (tmp_path / "elsewhere").exists()
+    r = _bolt("run", "--resume", str(finished / "run"), "--overwrite")
+    assert r.returncode == 2 and "--overwrite" in r.stderr
 
 
 def test_one_writer_per_run_directory(finished):

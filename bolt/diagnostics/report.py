@@ -178,7 +178,8 @@ def _diagnostics_html(idata, diag) -> list[str]:
         drows.append(row + (["__warn__"] if bad else []))
     warn_html = "".join(f"<li>{esc(x)}</li>" for x in diag["warnings"]) or "<li>none</li>"
     parts.append("<section id='diagnostics'><h2>Sampler diagnostics (ArviZ)</h2>"
-                 f"<p>{diag['chains']} chain(s) × {diag['draws']} draws; divergences: {diag['divergences']}; "
+                 f"<p>{esc(str(diag['chains']))} chain(s) × {esc(str(diag['draws']))} draws; divergences: "
+                 f"{esc(str(diag['divergences']))}; "
                  f"BFMI: {esc(str(diag['bfmi']))}</p><ul class='warn-list'>{warn_html}</ul>"
                  + _table(drows, ["variable", "mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]))
     if diag["draws"] >= 4:
@@ -199,16 +200,15 @@ def build_report(run_dir) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
-    from bolt.config import load_config, problem_from_config
+    from bolt.config import problem_from_config
     from bolt.diagnostics.summary import diagnose
-    from bolt.io import load_json, load_results, load_summary
+    from bolt.io import load_bounds, load_results, load_summary
+    from bolt.rundir import verify_run_config
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ResultsError(f"report: no run directory at {run_dir}")
-    if not (run_dir / "config.toml").is_file():
-        raise ResultsError(f"report: {run_dir} has no config.toml")
-    cfg = load_config(run_dir / "config.toml")
+    cfg = verify_run_config(run_dir, "report")  # refuses an edited config.toml
     summary = load_summary(run_dir)
     idata = load_results(run_dir / "results.nc")
     problem = problem_from_config(cfg)
@@ -236,7 +236,8 @@ def build_report(run_dir) -> str:
     # convergence
     conv = "converged" if summary["converged"] else "NOT converged (iteration cap reached)"
     parts.append(f"<section id='convergence'><h2>Fixed-point convergence</h2><p>{esc(summary['solver'])}: {conv} "
-                 f"after {summary['iterations']} iterations, residual {summary['residual']:.4g}.</p>"
+                 f"after {esc(str(summary['iterations']))} iterations, residual "
+                 f"{esc(format(float(summary['residual']), '.4g'))}.</p>"
                  + _png(_convergence_fig(trace)) + "</section>")
 
     # marginals
@@ -263,10 +264,10 @@ def build_report(run_dir) -> str:
     parts.append("<section id='bounds'><h2>Bounds of the theory (MATH.md §3)</h2>")
     if (run_dir / "bounds.json").is_file():
         brows = []
-        for b in load_json(run_dir / "bounds.json"):
+        for b in load_bounds(run_dir / "bounds.json"):
             outcome = b.get("outcome", "holds" if b.get("holds") else "violated")
             row = [b["name"], b["lhs"], b["rhs"], b["constant"], outcome, b.get("margin_se"), b["lhs_se"],
-                   b["rhs_se"], b["estimator"], b.get("note", "")]
+                   b["rhs_se"], b.get("estimator", ""), b.get("note", "")]
             brows.append(row + (["__warn__"] if outcome in ("violated", "inconclusive") else []))
         parts.append("<p>Verdicts: <b>holds</b>/<b>violated</b> beyond two standard errors, <b>inconclusive</b> "
                      "within them, <b>not informative</b> where the check cannot fail here, <b>rate</b> where the "

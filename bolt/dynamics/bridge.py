@@ -31,7 +31,7 @@ PRUNE = 1e-13
 
 def load_run_measure(run_dir):
     """``(problem, particles, weights, summary, method)`` of a finished run (one-line errors)."""
-    from bolt.config import load_config, problem_from_config
+    from bolt.config import problem_from_config
     from bolt.io import load_results, load_summary
 
     run_dir = Path(run_dir)
@@ -53,7 +53,9 @@ def load_run_measure(run_dir):
         raise ResultsError(f"bridge: {run_dir}/results.nc has no particles (shape {P.shape})")
     if w.shape != (P.shape[0],) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
         raise ResultsError(f"bridge: weights in {run_dir}/results.nc do not match the particles")
-    problem = problem_from_config(load_config(run_dir / "config.toml"))
+    from bolt.rundir import verify_run_config
+
+    problem = problem_from_config(verify_run_config(run_dir, "bridge"))  # refuses an edited config.toml
     if P.shape[1] != problem.d:
         raise ResultsError(f"bridge: particles have dimension {P.shape[1]}, the problem {problem.d}")
     return problem, P, w / w.sum(), summary, summary.get("solver", "")

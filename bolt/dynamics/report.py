@@ -55,8 +55,8 @@ def bridge_section(run_dir) -> str:
     s = b["settings"]
     esc = html.escape
     parts = ["<section id='bridge'><h2>Path measure (MATH.md §4)</h2>",
-             f"<p>Controlled SDE from 0 with the {esc(str(s['drift']))} Föllmer drift of µ*: {s['particles']} paths, "
-             f"{s['steps_total']} steps (bolt bridge).</p>"]
+             f"<p>Controlled SDE from 0 with the {esc(str(s['drift']))} Föllmer drift of µ*: "
+             f"{esc(str(s['particles']))} paths, {esc(str(s['steps_total']))} steps (bolt bridge).</p>"]
     if (run_dir / "bridge.nc").is_file():
         import arviz as az
 

@@ -38,9 +38,10 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
     - F = ½R + (τ/β)KL, whose per-draw influence is ``Ψ(w; µ̂) − Ψ(w; µ_K)`` (F is stationary at
       µ*, so the large, opposite fluctuations of R̂ and KL̂ cancel), plus log Z's error.
 
-    Standard errors use the bulk effective sample size (ArviZ, by chain) of each adjusted series.
-    They are the Monte Carlo error of the final draws given µ_K; the noise in µ_K itself is not
-    included (it enters F only at second order). On the grid every quantity is exact quadrature
+    Standard errors use the bulk effective sample size (ArviZ, by chain) of each adjusted series:
+    the Monte Carlo error of the final draws given µ_K. KL and R add the first-order effect of the
+    noise in µ_K itself (:func:`_field_noise_sd`; ``kl_field_se``, ``risk_field_se``); F is stationary
+    at µ*, so its share is second order and left out. On the grid every quantity is exact quadrature
     and its standard error is 0.
     """
     from bolt.estimators.control_variates import cv_mean, default_degree, stein_features
@@ -88,6 +89,12 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
         # which is the degenerate term again: remove it once and add F's own share, var2/4
         f_var = max(np.var(f_adj - lam * logz.influence, ddof=1) / max(ess_of(f_adj), 1.0) - 0.5 * var2, 0.0)
         f_infl_se = float(np.sqrt(f_var + lam**2 * logz.reference_var + 0.25 * var2))
+        # the noise of µ_K itself: KL(Γ(µ)) and R(Γ(µ)) move at first order with µ (F does not)
+        field_sd = _field_noise_sd(problem, P, psi, result, ess)
+        kl_field_se, risk_field_se = bt**2 * field_sd, 2.0 * bt * field_sd
+        kl_se = float(np.hypot(kl_se, kl_field_se))
+        risk_se = float(np.hypot(risk_se, risk_field_se))
+        out.update(kl_field_se=float(kl_field_se), risk_field_se=float(risk_field_se))
     kl = -bt * e_psi - lz
     if result.method == "grid":
         kl_se = 0.0
@@ -122,6 +129,42 @@ def _degenerate_variance(problem: Problem, P: np.ndarray, n_eff: float, m: int =
     off = Kc[~np.eye(len(Kc), dtype=bool)]
     n = max(float(n_eff), 2.0)
     return float(2.0 * np.mean(off**2) / (n * (n - 1.0)))
+
+
+def _field_weights_sq(result: SolveResult) -> float:
+    """``Σ a_i²`` of the field µ_K the final draws were sampled from, as the solver built it:
+    MFLD's N particles; Picard's buffer of ``buffer`` blocks of ``particles`` draws with damped weights
+    ``α(1 − α)^b`` (truncated and renormalised on the arcsine route, geometric on the expectation
+    route)."""
+    st = result.settings
+    if result.method == "mfld":
+        return 1.0 / float(st["particles"])
+    a, n, B = float(st["damping"]), float(st["particles"]), int(st["buffer"])
+    if a >= 1.0:
+        return 1.0 / n
+    w = a * (1.0 - a) ** np.arange(B if result.field.particles.shape[0] else 10_000)
+    w = w / w.sum()
+    return float(np.sum(w**2) / n)
+
+
+def _field_noise_sd(problem: Problem, P: np.ndarray, psi: np.ndarray, result: SolveResult, ess: float,
+                    n_w: int = 4000, n_v: int = 400) -> float:
+    r"""Standard deviation of ``∫ g d(µ_K − µ)`` with ``g(v) = Cov_{W∼Γ(µ_K)}(Ψ(W; µ_K), K(W, v))``.
+
+    For ν = Γ(µ), a perturbation δµ of the field moves ``KL(ν‖γ_τ)`` by ``(β/τ)² ∫ g dδµ`` and ``R(ν)``
+    by ``−2(β/τ) ∫ g dδµ`` (F by nothing: it is stationary). µ_K is a weighted empirical measure of
+    MCMC draws, so ``Var ∫ g dδµ ≈ Var_µ(g) · Σ a_i² · n/ESS``; ``g`` is estimated from ``n_w`` of the
+    final draws at ``n_v`` others (both ≈ µ*).
+    """
+    n = len(P)
+    W = P[:: max(1, n // n_w)][:n_w]
+    c = psi[:: max(1, n // n_w)][:n_w]
+    c = c - c.mean()
+    V = P[max(1, n // n_w) // 2:: max(1, n // n_v)][:n_v]
+    K = np.asarray(problem.kernel(jnp.asarray(W), jnp.asarray(V)), np.float64)
+    g = c @ (K - K.mean(0)) / (len(W) - 1)
+    corr = max(1.0, n / max(float(ess), 1.0))
+    return float(np.sqrt(np.var(g, ddof=1) * _field_weights_sq(result) * corr))
 
 
 def _se(series, ess_of, extra_var: float = 0.0) -> float:

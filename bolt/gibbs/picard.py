@@ -29,9 +29,11 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.infer import MCMC, NUTS
 
+from bolt._faults import fault_point
 from bolt.errors import BoltError
 from bolt.estimators.ksd import ksd_test
 from bolt.gibbs._progress import count_compilations, progress
+from bolt.gibbs.herding import herd_field
 from bolt.gibbs.mala import MALA
 from bolt.gibbs.result import SolveResult
 from bolt.problem.model import Field, Problem
@@ -40,7 +42,7 @@ from bolt.transport.w2 import w2_sliced
 __all__ = ["solve_picard", "gibbs_model"]
 
 TRACE_KEYS = ("residual", "residual_floor", "p_value", "w2_successive", "risk", "kl", "log_z", "free_energy",
-              "accept_prob")
+              "accept_prob", "field_mmd_ratio")
 
 
 def gibbs_model(problem: Problem):
@@ -78,7 +80,7 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
                  damping: float = 0.5, tolerance: float = 0.05, max_iterations: int = 30, min_iterations: int = 4,
                  warmup: int = 500, inner_steps: int = 1, step_size: float = 0.0, adapt: bool = True,
                  kernel: str = "mala", buffer: int = 4, logz_samples: int = 4096, final_blocks: int = 1,
-                 checkpoint=None,
+                 field_size: int = 0, checkpoint=None,
                  on_iteration=None, progress_bar: bool | None = None) -> SolveResult:
     """Solve µ* = Γ(µ*) by damped Picard iteration with a NumPyro inner sampler.
 
@@ -100,6 +102,10 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
       buffer: on the arcsine route µ_k is kept as the last ``buffer`` blocks of draws (see
         :meth:`~bolt.problem.Problem.mix`).
       logz_samples: prior draws for the per-iteration log Z (trace only).
+      field_size: on the arcsine route, sample Γ(µ_k) with µ_k's buffer herded to this many points
+        (:func:`~bolt.gibbs.herding.herd_field`; the trace's ``field_mmd_ratio`` is the herding
+        error over the buffer's own Monte Carlo noise); 0 keeps the whole buffer. The result's
+        ``field`` is the herded field its draws were sampled from.
       final_blocks: blocks of ``particles`` draws of the final Γ(µ_K) in the result. Once the
         stopping rule is met the chains continue with the same µ_K for ``final_blocks − 1`` more
         blocks, so the estimators downstream have proportionally more effective draws at the cost
@@ -119,7 +125,7 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
     settings = dict(method=f"picard-{inner}", particles=particles, chains=chains, damping=damping,
                     tolerance=tolerance, max_iterations=max_iterations, min_iterations=min_iterations,
                     warmup=warmup, inner_steps=inner_steps, step_size=step_size, adapt=adapt, kernel=kernel,
-                    buffer=buffer, logz_samples=logz_samples, final_blocks=final_blocks)
+                    buffer=buffer, logz_samples=logz_samples, final_blocks=final_blocks, field_size=field_size)
     draws = particles // chains
     show = sys.stderr.isatty() if progress_bar is None else bool(progress_bar)
     # NumPyro's driver runs the warmup (adaptation, vectorised chains); the draws of every iteration
@@ -151,17 +157,18 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
     stride = max(1, particles // 1000)
 
     @jax.jit
-    def diagnose(samples, fld, key):
-        """KSD test, log Z (plain MC, trace only), KL, risk of the new draws, and the mixed field."""
+    def diagnose(samples, fld, sfld, key):
+        """KSD test, log Z (plain MC, trace only), KL, risk of the new draws, and the mixed field
+        (``fld`` is µ_k's buffer, ``sfld`` the field the draws were sampled from)."""
         new = problem.field(samples)
         sub = samples.reshape(chains, draws, problem.d)[:, ::stride]
         residual = ksd_test(jax.random.fold_in(key, 3), sub.reshape(-1, problem.d),
                             problem.score(sub.reshape(-1, problem.d), new), chains=chains,
                             correlation=_lag_one(sub))
         prior = jnp.sqrt(problem.tau) * jax.random.normal(key, (logz_samples, problem.d), samples.dtype)
-        ell = -bt * problem.psi_field(prior, fld)
+        ell = -bt * problem.psi_field(prior, sfld)
         lz = jax.scipy.special.logsumexp(ell) - jnp.log(logz_samples)
-        kl = -bt * jnp.mean(problem.psi_field(samples, fld)) - lz
+        kl = -bt * jnp.mean(problem.psi_field(samples, sfld)) - lz
         risk = problem.risk(samples, unbiased=True)
         nxt = problem.mix(fld, new, damping) if (damping < 1.0 or problem.route == "expectation") \
             else _replace_all(fld, new)
@@ -177,10 +184,12 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         fld = Field(*(jnp.asarray(checkpoint[f"field_{n}"]) for n in Field._fields))
         start_k = int(checkpoint["iteration"]) + 1
         prev = np.asarray(checkpoint["samples"])
-        trace = {k: list(np.asarray(checkpoint[f"trace_{k}"])) for k in TRACE_KEYS}
+        done = len(np.asarray(checkpoint["trace_residual"]))
+        trace = {k: list(np.asarray(checkpoint[f"trace_{k}"]) if f"trace_{k}" in checkpoint else np.full(done, np.nan))
+                 for k in TRACE_KEYS}
         z0 = jnp.zeros((chains, problem.d)) if chains > 1 else jnp.zeros((problem.d,))
         template = sampler.init(jax.random.split(key, chains) if chains > 1 else key, max(warmup, 1), {"w": z0},
-                                (fld, scale), {})
+                                (herd_field(problem, fld, field_size)[0], scale), {})
         leaves = [jnp.asarray(checkpoint[f"mcmc_{i}"]) for i in range(int(checkpoint["mcmc_leaves"]))]
         state = jax.tree.unflatten(jax.tree.structure(template), leaves)
         init = None
@@ -208,16 +217,17 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
     for k in range(start_k, max_iterations if not finished else start_k):
         kk = jax.random.fold_in(key, k)
         with count_compilations() as n_compiled:
+            sfld, mmd_ratio = herd_field(problem, fld, field_size)  # the field Γ(µ_k) is sampled with
             if init is not None:  # first iteration: NumPyro warmup from γ_τ draws
-                mcmc.warmup(jax.random.fold_in(kk, 2), fld, scale, init_params={"w": init if chains > 1 else init[0]})
+                mcmc.warmup(jax.random.fold_in(kk, 2), sfld, scale, init_params={"w": init if chains > 1 else init[0]})
                 state, init = mcmc.post_warmup_state, None
-            state, out = collect(state, fld, scale, jax.random.split(kk, chains))
+            state, out = collect(state, sfld, scale, jax.random.split(kk, chains))
         compiles.append(n_compiled[0])
         chain_draws = np.asarray(out.pop("w"))
         samples = chain_draws.reshape(-1, problem.d)
         stats = {name: np.asarray(v) for name, v in out.items()}
 
-        test, lz, kl, risk, fld_next = diagnose(jnp.asarray(samples), fld, jax.random.fold_in(kk, 1))
+        test, lz, kl, risk, fld_next = diagnose(jnp.asarray(samples), fld, sfld, jax.random.fold_in(kk, 1))
         residual, lz, kl, risk = float(test.statistic), float(lz), float(kl), float(risk)
         trace["residual"].append(residual)
         trace["residual_floor"].append(float(test.floor))
@@ -228,8 +238,9 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         trace["log_z"].append(lz)
         trace["free_energy"].append(float(problem.free_energy(risk, kl)))
         trace["accept_prob"].append(float(np.mean(stats["accept_prob"])))
+        trace["field_mmd_ratio"].append(float(mmd_ratio))
         prev = samples
-        last_field, fld = fld, fld_next
+        last_field, fld = sfld, fld_next
         bar.update(1)
         bar.set_postfix(ksd2=f"{residual:.3g}", floor=f"{float(test.floor):.2g}", p=f"{float(test.p_value):.2f}")
         if on_iteration is not None:
@@ -253,7 +264,8 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         raise BoltError("resume: the checkpoint is already at the iteration cap")
     blocks = [chain_draws]
     extra = {name: [v] for name, v in stats.items()}
-    for j in range(1, max(int(final_blocks), 1)):  # more draws of the same Γ(µ_K)
+    for j in range(1, max(int(final_blocks), 1)):  # more draws of the same Γ(µ_K) (not checkpointed:
+        fault_point(f"final-block:{j}")             # a resumed run draws them again from the last checkpoint)
         state, out = collect(state, last_field, scale, jax.random.split(jax.random.fold_in(key, 30_000_000 + j),
                                                                         chains))
         blocks.append(np.asarray(out.pop("w")))

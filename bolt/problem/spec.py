@@ -105,18 +105,30 @@ def load_data(path: str | Path) -> DataInputs:
                 if missing:
                     raise BoltError(f"problem.data: {p} has no array {' or '.join(missing)} (found {z.files})")
                 X, Y = z["X"], z["Y"]
+            for name, arr in (("X", X), ("Y", Y)):
+                if np.iscomplexobj(arr):
+                    raise BoltError(f"problem.data: {name} in {p} is complex ({arr.dtype}); bolt needs real numbers")
+                if arr.dtype.kind not in "biuf":
+                    raise BoltError(f"problem.data: {name} in {p} has dtype {arr.dtype}, not real numbers")
         except BoltError:
             raise
         except Exception as exc:  # noqa: BLE001 — a corrupt file of any kind
             raise BoltError(f"problem.data: cannot read {p}: {exc}") from None
     elif p.suffix == ".csv":
-        with p.open(newline="") as fh:
-            rows = [r for r in csv.reader(fh) if r]
+        try:
+            with p.open(newline="", encoding="utf-8-sig") as fh:  # a byte-order mark is accepted
+                rows = [r for r in csv.reader(fh) if r]
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise BoltError(f"problem.data: {p} is not a text CSV file ({exc})") from None
+        except OSError as exc:
+            raise BoltError(f"problem.data: cannot read {p}: {exc.strerror or exc}") from None
         if rows:
             try:
                 [float(c) for c in rows[0]]
             except ValueError:
                 rows = rows[1:]
+        if len({len(r) for r in rows}) > 1:
+            raise BoltError(f"problem.data: {p} has rows of different lengths")
         try:
             arr = np.array([[float(c) for c in r] for r in rows], dtype=np.float64)
         except ValueError as exc:
@@ -174,8 +186,12 @@ class Realizable:
 
     def __post_init__(self):
         object.__setattr__(self, "mean", check_array(self.mean, "problem.target.mean", ndim=1))
-        if int(self.nodes) < 2:
+        n = self.nodes
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise BoltError(f"problem.target.nodes: expected an integer, got {n!r}")
+        if int(n) < 2:
             raise BoltError("problem.target.nodes: must be at least 2")
+        object.__setattr__(self, "nodes", int(n))
 
 
 @dataclass(frozen=True)

@@ -254,27 +254,32 @@ def _subsample(rng, x, w, k):
     return x[idx], 1.0 / (1.0 / k + 1.0 / neff)
 
 
-def w2_debiased(x, y, *, max_exact: int = 5000, seed: int | None = None, ess_x: float | None = None,
+def w2_debiased(x, y, *, max_exact: int = 2500, seed: int | None = None, ess_x: float | None = None,
                 ess_y: float | None = None) -> tuple[W2, float]:
-    r"""Split-sample debiased W2² between iid samples: ``cross − self`` with halves,
+    r"""Split-sample debiased W2² between iid samples: ``cross − self`` over ``2k`` equal groups,
 
-    .. math:: \widehat{W}^2 = \tfrac12[W_2^2(x_1, y_1) + W_2^2(x_2, y_2)]
-                            - \tfrac12[W_2^2(x_1, x_2) + W_2^2(y_1, y_2)].
+    .. math:: \widehat{W}^2 = \frac{1}{2k}\sum_{g=1}^{2k} W_2^2(x_g, y_g)
+                            - \frac{1}{2k}\sum_{j=1}^{k}[W_2^2(x_{2j-1}, x_{2j}) + W_2^2(y_{2j-1}, y_{2j})].
 
     Empirical W2² is biased upwards by a term that, for nearby laws, is nearly the same for every
-    pair of samples of the same sizes; subtracting the within-law W2² removes it to first order
-    (the idea of the Sinkhorn divergence). The self terms have no first-order fluctuation (their
-    potentials are constant at the population level), so the standard error is the first-order
-    one of the cross terms, ``se = sqrt(Var(u)/n_x + Var(v)/n_y)`` with the potentials of the two
-    cross solves (exact OT; quantiles in 1-D). Not valid when the two laws coincide (module
-    docstring); the estimate can then be slightly negative.
+    pair of samples of the same sizes; subtracting the within-law W2² at the same group size removes
+    it to first order (the idea of the Sinkhorn divergence). The self terms have no first-order
+    fluctuation (their potentials are constant at the population level), so the standard error is
+    the first-order one of the cross terms, ``se = sqrt(Var(u)/n_x + Var(v)/n_y)`` with the
+    potentials of all ``2k`` cross solves (exact OT; quantiles in 1-D). Not valid when the two laws
+    coincide (module docstring); the estimate can then be slightly negative.
+
+    Exact OT costs about cubically in the group size and linearly in the number of groups, so the
+    draws are split into the fewest groups of at most ``max_exact`` points: every draw is used (the
+    first-order error is that of all of them), at a fraction of the cost of two halves
+    (studies/benchmarks/bench_w2.py).
 
     Args:
-      x: ``(n, d)`` iid draws of P (n ≥ 4); halves are ``x[:n//2]`` and ``x[n//2:2(n//2)]``.
+      x: ``(n, d)`` iid draws of P (n ≥ 4), split in order into ``2k`` consecutive groups (a
+        trailing remainder of fewer than ``2k`` draws is dropped).
       y: ``(m, d)`` iid draws of Q (m ≥ 4); the sizes may differ.
-      max_exact: if a half exceeds this, each set is first reduced to a random subsample of
-        ``2·max_exact`` points (said in the estimator string; the se is that of the subsample).
-      seed: permute x and y before halving (default: keep the order, e.g. chains stay in separate halves).
+      max_exact: the largest group; ``k = ceil(max(n, m) / (2 max_exact))``.
+      seed: permute x and y before grouping (default: keep the order, e.g. chains stay in separate groups).
       ess_x, ess_y: effective sample sizes of the full sets for correlated draws (default n, m).
 
     Returns:
@@ -286,33 +291,31 @@ def w2_debiased(x, y, *, max_exact: int = 5000, seed: int | None = None, ess_x: 
         raise BoltError(f"samples: dimensions differ ({x.shape[1]} vs {y.shape[1]})")
     if min(len(x), len(y)) < 4:
         raise BoltError("w2_debiased: needs at least 4 samples per set")
-    rng = np.random.default_rng(0 if seed is None else seed)
+    if max_exact < 2:
+        raise BoltError(f"w2_debiased: max_exact must be >= 2, got {max_exact}")
     if seed is not None:
+        rng = np.random.default_rng(seed)
         x, y = x[rng.permutation(len(x))], y[rng.permutation(len(y))]
-    note = ""
     n0, m0 = len(x), len(y)
-    if max(n0, m0) > 2 * max_exact:
-        if n0 > 2 * max_exact:
-            x = x[rng.choice(n0, 2 * max_exact, replace=False)]
-        if m0 > 2 * max_exact:
-            y = y[rng.choice(m0, 2 * max_exact, replace=False)]
-        note = f"; random subsample of {len(x)} of {n0} x, {len(y)} of {m0} y"
-    hx, hy = len(x) // 2, len(y) // 2
-    x1, x2, y1, y2 = x[:hx], x[hx:2 * hx], y[:hy], y[hy:2 * hy]
+    k = max(1, min(-(-max(n0, m0) // (2 * max_exact)), min(n0, m0) // 4))
+    hx, hy = n0 // (2 * k), m0 // (2 * k)
     ux, uy = np.full(hx, 1.0 / hx), np.full(hy, 1.0 / hy)
-    c1, u1, v1 = _ot(x1, y1, ux, uy)
-    c2, u2, v2 = _ot(x2, y2, ux, uy)
-    s1 = _ot(x1, x2, ux, ux)[0]
-    s2 = _ot(y1, y2, uy, uy)[0]
-    val = 0.5 * (c1 + c2) - 0.5 * (s1 + s2)
-    # each half's potentials are known up to an additive constant: centre them per half
-    u = np.concatenate([u1 - u1.mean(), u2 - u2.mean()])
-    v = np.concatenate([v1 - v1.mean(), v2 - v2.mean()])
-    nx = 2 * hx if ess_x is None else min(float(ess_x) * 2 * hx / n0, 2 * hx)
-    ny = 2 * hy if ess_y is None else min(float(ess_y) * 2 * hy / m0, 2 * hy)
-    se = float(np.sqrt(u.var(ddof=2) / nx + v.var(ddof=2) / ny))
+    cross, us, vs = [], [], []
+    for g in range(2 * k):
+        c, u, v = _ot(x[g * hx:(g + 1) * hx], y[g * hy:(g + 1) * hy], ux, uy)
+        cross.append(c)
+        us.append(u - u.mean())  # each group's potentials are known up to an additive constant
+        vs.append(v - v.mean())
+    selves = [_ot(z[(2 * j) * h:(2 * j + 1) * h], z[(2 * j + 1) * h:(2 * j + 2) * h], w, w)[0]
+              for z, h, w in ((x, hx, ux), (y, hy, uy)) for j in range(k)]
+    val = float(np.mean(cross)) - float(np.sum(selves)) / (2 * k)
+    u, v = np.concatenate(us), np.concatenate(vs)
+    nx = 2 * k * hx if ess_x is None else min(float(ess_x) * 2 * k * hx / n0, 2 * k * hx)
+    ny = 2 * k * hy if ess_y is None else min(float(ess_y) * 2 * k * hy / m0, 2 * k * hy)
+    se = float(np.sqrt(u.var(ddof=2 * k) / nx + v.var(ddof=2 * k) / ny))
     base = "1-D quantiles" if x.shape[1] == 1 else "exact OT (POT emd)"
-    return W2(float(val), f"split-sample debiased ({base}{note})", None, se), se
+    note = "" if k == 1 else f"; {2 * k} groups of {hx}"
+    return W2(val, f"split-sample debiased ({base}{note})", None, se), se
 
 
 def w2_squared(x, y, wx=None, wy=None, *, max_exact: int = 5000, seed: int = 0, ess_x: float | None = None,

@@ -1,0 +1,273 @@
+"""Run-directory integrity: the config hash, an edited ``config.toml``, and the shape of ``summary.json``.
+
+``bolt run`` writes ``config.toml`` with a header comment holding the SHA-256 of the resolved config
+(and of the data file, for ``inputs = "data"``); ``summary.json`` and ``checkpoint.npz`` carry the
+same hashes and the config itself. :func:`verify_run_config` — called by ``--resume``, ``bolt bounds``,
+``bolt report`` and ``bolt bridge`` before any work — recomputes them and refuses a run directory
+whose ``config.toml`` (or data file) no longer matches, naming the keys that changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import tomllib
+from pathlib import Path
+
+from bolt.errors import ResultsError
+
+__all__ = ["config_digest", "data_digest", "fingerprint", "config_text", "verify_run_config", "config_changes",
+           "check_summary", "check_bounds", "check_results_finite", "MAX_ABS_RESULT"]
+
+_HEADER = re.compile(r"^#\s*bolt:\s*(config|data)\s+sha256\s+([0-9a-f]{64})\s*$", re.M)
+
+#: Largest magnitude accepted for a result written to summary.json / bounds.json: beyond it a value is
+#: an overflow artefact (e.g. (τ/β)·round-off at a tiny β), not an estimate.
+MAX_ABS_RESULT = 1e100
+
+
+def config_digest(cfg: dict) -> str:
+    """SHA-256 of a (resolved) config: canonical JSON, sorted keys."""
+    text = json.dumps(cfg, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def data_digest(cfg: dict) -> str | None:
+    """SHA-256 of the data file's content when the problem is defined by one (``inputs = "data"``), else None."""
+    pc = cfg.get("problem", {})
+    if pc.get("inputs") != "data" or not pc.get("data"):
+        return None
+    h = hashlib.sha256()
+    try:
+        with open(pc["data"], "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return None  # a missing file is reported by the data loader
+    return h.hexdigest()
+
+
+def fingerprint(cfg: dict) -> dict:
+    """``{"config_sha256": ..., "data_sha256": ...}`` (the data hash only for a data problem)."""
+    out = {"config_sha256": config_digest(cfg)}
+    d = data_digest(cfg)
+    if d is not None:
+        out["data_sha256"] = d
+    return out
+
+
+def config_text(cfg: dict, fp: dict | None = None) -> str:
+    """``config.toml`` of a run directory: the hash header, then the resolved config."""
+    from bolt.config import dump_toml
+
+    fp = fingerprint(cfg) if fp is None else fp
+    head = ["# bolt run config: edit it and --resume, bolt bounds, bolt report refuse the directory",
+            f"# bolt: config sha256 {fp['config_sha256']}"]
+    if fp.get("data_sha256"):
+        head.append(f"# bolt: data sha256 {fp['data_sha256']}")
+    return "\n".join(head) + "\n" + dump_toml(cfg)
+
+
+def _flat(d, prefix="") -> dict:
+    out = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _short(v) -> str:
+    s = json.dumps(v) if not isinstance(v, str) else repr(v)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def config_changes(old: dict, new: dict, limit: int = 4) -> str:
+    """``"regularization.beta 1.5 -> 3.0, solver.particles 200 -> 400"`` for two configs (flattened)."""
+    a, b = _flat(old), _flat(new)
+    diffs = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k, "<unset>") != b.get(k, "<unset>"):
+            diffs.append(f"{k} {_short(a.get(k, '<unset>'))} -> {_short(b.get(k, '<unset>'))}")
+    if len(diffs) > limit:
+        diffs = diffs[:limit] + [f"and {len(diffs) - limit} more"]
+    return ", ".join(diffs)
+
+
+def _read_raw(path: Path) -> tuple[dict, str]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        return tomllib.loads(text), text
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ResultsError(f"config: {path} is not valid TOML: {exc}") from None
+
+
+def _recorded(run_dir: Path, text: str) -> list[tuple[str, dict, dict | None]]:
+    """Every recorded fingerprint of a run directory: (where, fingerprint, the config it was taken of)."""
+    found = []
+    head = {f"{m.group(1)}_sha256": m.group(2) for m in _HEADER.finditer(text)}
+    if "config_sha256" in head:
+        found.append(("config.toml header", head, None))
+    s = run_dir / "summary.json"
+    if s.is_file():
+        try:
+            summary = json.loads(s.read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError):
+            summary = None  # reported by load_summary
+        if isinstance(summary, dict) and isinstance(summary.get("config_sha256"), str):
+            cfg = summary.get("config") if isinstance(summary.get("config"), dict) else None
+            found.append(("summary.json", {k: summary[k] for k in ("config_sha256", "data_sha256")
+                                           if isinstance(summary.get(k), str)}, cfg))
+    ck = run_dir / "checkpoint.npz"
+    if ck.is_file():
+        import numpy as np
+
+        try:
+            with np.load(ck, allow_pickle=False) as z:
+                if "config_sha256" in z.files:
+                    fp = {k: str(z[k]) for k in ("config_sha256", "data_sha256") if k in z.files}
+                    cfg = json.loads(str(z["config_json"])) if "config_json" in z.files else None
+                    found.append(("checkpoint.npz", fp, cfg))
+        except Exception:  # noqa: BLE001 — a corrupt checkpoint is reported by load_checkpoint
+            pass
+    return found
+
+
+def verify_run_config(run_dir, command: str) -> dict:
+    """Load a run directory's ``config.toml``, refusing one edited since the run wrote it.
+
+    Returns the resolved config. Raises :class:`ResultsError` naming the changed keys (when a copy of
+    the original config is recorded), or the data file whose content changed.
+    """
+    from bolt.config import load_config
+
+    run_dir = Path(run_dir)
+    path = run_dir / "config.toml"
+    if not path.is_file():
+        raise ResultsError(f"{command}: {run_dir} has no config.toml (not a bolt run directory)")
+    raw, text = _read_raw(path)
+    actual = config_digest(raw)
+    records = _recorded(run_dir, text)
+    for where, fp, _ in records:
+        if fp.get("config_sha256") != actual:
+            original = next((c for _, f, c in records if c is not None and f.get("config_sha256") != actual), None)
+            what = f" (changed: {config_changes(original, raw)})" if original is not None else ""
+            raise ResultsError(f"{command}: {path} was edited after the run wrote it{what}; the hash recorded in "
+                               f"{where} no longer matches. Restore it, or start a new run: bolt run CONFIG --out NEW")
+    cfg = load_config(path)
+    now = data_digest(cfg)
+    for where, fp, _ in records:
+        if fp.get("data_sha256") and now is not None and fp["data_sha256"] != now:
+            raise ResultsError(f"{command}: the data file {cfg['problem']['data']} changed after the run "
+                               f"(its sha256 no longer matches {where}); restore it, or start a new run")
+    return cfg
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and abs(x) <= MAX_ABS_RESULT
+
+
+def _walk(x, name):
+    """(name, value) of every number in a nested list."""
+    if isinstance(x, (list, tuple)):
+        for i, v in enumerate(x):
+            yield from _walk(v, f"{name}[{i}]")
+    else:
+        yield name, x
+
+
+#: summary.json keys that are results: finite numbers (or nested lists of them)
+RESULT_KEYS = ("risk", "risk_se", "kl", "kl_se", "log_z", "log_z_se", "free_energy", "free_energy_se",
+               "expected_psi", "mean", "covariance", "w2_squared_to_prior", "w2_squared_to_prior_se", "residual")
+
+
+def check_results_finite(summary: dict, what: str = "run") -> None:
+    """Refuse to write a summary whose results are NaN, infinite or absurdly large (naming the quantity)."""
+    import numpy as np
+
+    for key in RESULT_KEYS:
+        if key not in summary:
+            continue
+        v = summary[key]
+        v = np.asarray(v, dtype=np.float64).tolist() if not isinstance(v, (list, tuple, str)) else v
+        for name, x in _walk(v, key):
+            try:
+                xf = float(x)
+            except (TypeError, ValueError):
+                xf = math.nan
+            if not (math.isfinite(xf) and abs(xf) <= MAX_ABS_RESULT):
+                raise ResultsError(
+                    f"{what}: the estimate of {name} is {xf:.4g}, not a finite result (|x| <= {MAX_ABS_RESULT:g}); "
+                    f"nothing written. The estimators over- or underflowed: check regularization.beta/tau "
+                    f"(docs/config.md, 'Valid ranges') and the data")
+    for key in ("constants",):
+        for k, x in (summary.get(key) or {}).items():
+            if isinstance(x, (int, float)) and not isinstance(x, bool) and not (
+                    math.isfinite(x) and abs(x) <= MAX_ABS_RESULT):
+                raise ResultsError(f"{what}: the problem constant {k} is {x:.4g}, not finite; nothing written. "
+                                   f"Check the target weights and data values (they overflow float64)")
+
+
+def _need(cond: bool, path: Path, key: str, want: str, got) -> None:
+    if not cond:
+        g = repr(got)
+        g = g if len(g) <= 40 else g[:37] + "..."
+        raise ResultsError(f"results: {path}: {key} must be {want}, got {g}")
+
+
+def check_summary(summary, path: Path) -> dict:
+    """Check the shape of a loaded ``summary.json`` (one-line error naming the file and key)."""
+    _need(isinstance(summary, dict), path, "the top level", "a JSON object", type(summary).__name__)
+    for key in ("solver",):
+        _need(isinstance(summary.get(key), str), path, key, "a string", summary.get(key))
+    _need(isinstance(summary.get("converged"), bool), path, "converged", "true or false", summary.get("converged"))
+    it = summary.get("iterations")
+    _need(isinstance(it, int) and not isinstance(it, bool) and it >= 0, path, "iterations",
+          "a non-negative integer", it)
+    for key in ("risk", "kl", "log_z", "free_energy", "residual", "w2_squared_to_prior"):
+        _need(_finite(summary.get(key)), path, key, "a finite number", summary.get(key))
+    for key in ("risk_se", "kl_se", "log_z_se", "free_energy_se", "w2_squared_to_prior_se", "residual_floor",
+                "residual_p_value", "ess"):
+        v = summary.get(key)
+        _need(v is None or _finite(v), path, key, "a finite number or null", v)
+    mean = summary.get("mean")
+    _need(isinstance(mean, list) and len(mean) > 0 and all(_finite(x) for x in mean), path, "mean",
+          "a list of finite numbers", mean)
+    cov = summary.get("covariance")
+    _need(isinstance(cov, list) and len(cov) == len(mean)
+          and all(isinstance(r, list) and len(r) == len(mean) and all(_finite(x) for x in r) for r in cov),
+          path, "covariance", f"a {len(mean)}x{len(mean)} list of finite numbers", cov)
+    seed = summary.get("seed", 0)
+    _need(isinstance(seed, int) and not isinstance(seed, bool), path, "seed", "an integer", seed)
+    for key in ("problem", "constants", "versions"):
+        _need(isinstance(summary.get(key, {}), dict), path, key, "a JSON object", summary.get(key))
+    for key in ("w2_estimator", "log_z_estimator"):
+        _need(isinstance(summary.get(key, ""), str), path, key, "a string", summary.get(key))
+    return summary
+
+
+_BOUND_NUM = ("lhs", "rhs", "constant", "lhs_se", "rhs_se", "margin_se")
+
+
+def check_bounds(bounds, path: Path) -> list:
+    """Check the shape of a loaded ``bounds.json`` (a list of verdict objects)."""
+    _need(isinstance(bounds, list), path, "the top level", "a JSON list of verdicts", type(bounds).__name__)
+    for i, b in enumerate(bounds):
+        _need(isinstance(b, dict), path, f"[{i}]", "a JSON object", b)
+        for key in ("name", "outcome"):
+            _need(isinstance(b.get(key), str), path, f"[{i}].{key}", "a string", b.get(key))
+        for key in _BOUND_NUM:
+            _need(key in b, path, f"[{i}].{key}", "present (a number or null)", "missing")
+            v = b[key]
+            _need(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)), path, f"[{i}].{key}",
+                  "a number or null", v)
+        for key in ("estimator", "note", "statement", "source", "kind"):
+            _need(isinstance(b.get(key, ""), str), path, f"[{i}].{key}", "a string", b.get(key))
+    return bounds

@@ -1,0 +1,83 @@
+"""Lazy training as transport, ported onto ``bolt sweep``: the measurement of ``run.py`` on a sweep's µ*.
+
+``bolt sweep studies/lazy_training/sweep.toml --out DIR`` solves µ* for every (τ, β) (grid solver,
+401 points: the same solve as ``run.py``); this script reads each point's ``results.nc``, builds the
+exact monotone map T = F_µ*⁻¹ ∘ F_γ and measures, for W_1..W_N iid γ_τ, the quantities of
+``run.py`` (mean over replicates ± SE), with the same random stream in the same order — so on the
+same grid it reproduces ``run.py``'s numbers exactly.
+
+Usage: python studies/lazy_training/from_sweep.py DIR [--smoke] [--out OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+import numpy as np  # noqa: E402
+
+from bolt.config import load_config, problem_from_config  # noqa: E402
+from bolt.io import load_json, load_results  # noqa: E402
+from bolt.transport import lazy_training, monotone_map_1d  # noqa: E402
+
+
+def measure_point(point_dir: Path, ns, reps, rng) -> list[dict]:
+    """run.py's measurement on one point directory (µ* from its results.nc)."""
+    cfg = load_config(point_dir / "config.toml")
+    pb = problem_from_config(cfg)
+    tau, beta = cfg["regularization"]["tau"], cfg["regularization"]["beta"]
+    idata = load_results(point_dir / "results.nc")
+    P = np.asarray(idata.particles["particles"].values)
+    w = np.asarray(idata.particles["weights"].values)
+    T = monotone_map_1d(tau, P[:, 0], w)
+    risk_star = float(pb.risk(P, w))
+    rows = []
+    for n in ns:
+        vals = []
+        for _ in range(reps):
+            W = np.sqrt(tau) * rng.normal(size=(n, 1))
+            vals.append(lazy_training(pb, W, T(W[:, 0])[:, None]))
+        row = {"beta": beta, "tau": tau, "N": n, "risk_mu_star": risk_star}
+        for k in vals[0]:
+            v = np.array([x[k] for x in vals])
+            row[k], row[k + "_se"] = float(v.mean()), float(v.std(ddof=1) / np.sqrt(reps))
+        rows.append(row)
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("sweep_dir", help="a directory written by bolt sweep (sweep.toml or smoke.toml of this study)")
+    ap.add_argument("--smoke", action="store_true", help="run.py --smoke's sizes: N in (50, 200), 4 replicates")
+    ap.add_argument("--out", default=None, help="where results.json goes (default: SWEEP_DIR)")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    ns, reps = ([50, 200], 4) if args.smoke else ([100, 1000, 4000], 20)
+    sweep = Path(args.sweep_dir)
+    rng = np.random.default_rng(0)
+    rows = []
+    for p in load_json(sweep / "sweep.json")["points"]:  # in the sweep's order: tau outer, beta inner (as run.py)
+        if p["status"] not in ("done", "skipped"):
+            raise SystemExit(f"point {p['name']} did not finish ({p['status']}): {p['error']}")
+        rows += measure_point(sweep / "points" / p["name"], ns, reps, rng)
+    out = Path(args.out or sweep)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    for r in rows:
+        print(f"tau {r['tau']:>5} beta {r['beta']:>6} N {r['N']:>5} | mean|T(W)-W| {r['mean_displacement']:.4f} ± "
+              f"{r['mean_displacement_se']:.4f} | ||f-f_N(T(W))||^2 {r['risk_transported']:.4f} ± "
+              f"{r['risk_transported_se']:.4f} | R(mu*) {r['risk_mu_star']:.4f}")
+    print(f"runtime {time.time() - t0:.1f} s; results in {out / 'results.json'}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
