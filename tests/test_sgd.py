@@ -411,3 +411,24 @@ def test_sgd_on_a_data_set_resamples_rows_and_records_empirical_risk():
         W = res.final[r]
         emp = np.mean((Y - np.mean(np.asarray(jax.scipy.special.erf(X @ W.T)), 1)) ** 2)
         assert res.risk[r, -1] == pytest.approx(emp, rel=1e-10)
+
+
+def test_reference_flow_d2_bridge_paths_within_mc_error():
+    """d = 2: the bridge-path U-statistic of R(µ*_t) for µ* = N(m, s²I) (as 3000 draws) is within 5 SE of the
+    Gaussian marginal's risk by a 30 × 30 Gauss–Hermite rule; its SE is positive."""
+    from bolt.dynamics.sgd import reference_flow
+
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.0, 0.5]], [1.0]), beta=1.0, tau=0.4)
+    m, s2 = np.array([0.5, -0.2]), 0.2
+    P = m + np.sqrt(s2) * np.random.default_rng(0).normal(size=(3000, 2))
+    ts = np.array([0.3, 0.8])
+    r, se, how = reference_flow(jax.random.PRNGKey(0), pb, P, None, ts, n=3000)
+    assert "bridge paths" in how and np.all(se > 0)
+    z, wz = np.polynomial.hermite_e.hermegauss(30)
+    Z = np.stack(np.meshgrid(z, z, indexing="ij"), -1).reshape(-1, 2)
+    WZ = np.outer(wz, wz).reshape(-1) / wz.sum() ** 2
+    for t, rt, st in zip(ts, r, se):
+        var = t * t * s2 + pb.tau * t * (1 - t)
+        exact = float(pb.risk(jnp.asarray(t * m + np.sqrt(var) * Z), jnp.asarray(WZ)))
+        # two independent 3000-draw errors of the same size: the bridge paths' (st) and the particle set's own
+        assert abs(rt - exact) < K * np.sqrt(2) * st, (t, rt, exact, st)
