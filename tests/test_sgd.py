@@ -42,9 +42,9 @@ def linear_sgd_moments(a, tau, N, c, n, B):
 
 @pytest.mark.parametrize("B", [1, 4])
 def test_linear_sgd_mean_dynamics_closed_form(B):
-    """Averaged over 4000 independent networks, E w̄_n and E R_N(W_n) match the closed form (5 SE);
+    """Averaged over 3000 independent networks, E w̄_n and E R_N(W_n) match the closed form (5 SE);
     a factor 2 in the step, a flipped sign, √τ for τ or a missing minibatch average would not."""
-    a, tau, N, eta, beta, n, reps = np.array([1.0, -0.5]), 0.25, 2, 0.1, 1.5, 12, 4000
+    a, tau, N, eta, beta, n, reps = np.array([1.0, -0.5]), 0.25, 2, 0.1, 1.5, 12, 3000
     pb = _linear_problem(a, tau)
     res = run_sgd(jax.random.PRNGKey(0), pb, N, n, eta=eta, beta=beta, minibatch=B, repetitions=reps, records=n,
                   progress_bar=False)
@@ -414,15 +414,15 @@ def test_sgd_on_a_data_set_resamples_rows_and_records_empirical_risk():
 
 
 def test_reference_flow_d2_bridge_paths_within_mc_error():
-    """d = 2: the bridge-path U-statistic of R(µ*_t) for µ* = N(m, s²I) (as 3000 draws) is within 5 SE of the
+    """d = 2: the bridge-path U-statistic of R(µ*_t) for µ* = N(m, s²I) (as 2000 draws) is within 5 SE of the
     Gaussian marginal's risk by a 30 × 30 Gauss–Hermite rule; its SE is positive."""
     from bolt.dynamics.sgd import reference_flow
 
     pb = bolt.make_problem("erf", bolt.Teacher([[1.0, 0.5]], [1.0]), beta=1.0, tau=0.4)
     m, s2 = np.array([0.5, -0.2]), 0.2
-    P = m + np.sqrt(s2) * np.random.default_rng(0).normal(size=(3000, 2))
+    P = m + np.sqrt(s2) * np.random.default_rng(0).normal(size=(2000, 2))
     ts = np.array([0.3, 0.8])
-    r, se, how = reference_flow(jax.random.PRNGKey(0), pb, P, None, ts, n=3000)
+    r, se, how = reference_flow(jax.random.PRNGKey(0), pb, P, None, ts, n=2000)
     assert "bridge paths" in how and np.all(se > 0)
     z, wz = np.polynomial.hermite_e.hermegauss(30)
     Z = np.stack(np.meshgrid(z, z, indexing="ij"), -1).reshape(-1, 2)
@@ -430,5 +430,5 @@ def test_reference_flow_d2_bridge_paths_within_mc_error():
     for t, rt, st in zip(ts, r, se):
         var = t * t * s2 + pb.tau * t * (1 - t)
         exact = float(pb.risk(jnp.asarray(t * m + np.sqrt(var) * Z), jnp.asarray(WZ)))
-        # two independent 3000-draw errors of the same size: the bridge paths' (st) and the particle set's own
+        # two independent 2000-draw errors of the same size: the bridge paths' (st) and the particle set's own
         assert abs(rt - exact) < K * np.sqrt(2) * st, (t, rt, exact, st)
