@@ -356,3 +356,5 @@ def register(sub) -> None:
     register_bridge(sub)
     from bolt.sweep.cli import register as register_sweep  # bolt sweep (docs/sweep.md)
     register_sweep(sub)
+    from bolt.dynamics.tracking_cli import register as register_dynamics  # bolt dynamics (MATH.md §4, greedy)
+    register_dynamics(sub)

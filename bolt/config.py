@@ -83,6 +83,35 @@ _TYPES = {
 }
 
 
+# [dynamics]: bolt dynamics RUN_DIR (SGD and greedy McKean–Vlasov against µ*_t; docs/dynamics.md)
+__all__ += ["DYNAMICS_KINDS", "check_dynamics"]
+DYNAMICS_KINDS = ("sgd", "greedy", "both")
+DEFAULT_CONFIG["dynamics"] = {"kind": "both", "particles": 500, "steps": 1000, "minibatch": 1, "repetitions": 8,
+                              "seed": 0, "step_size": 0.0, "allow_any_horizon": False}
+_TYPES.update({("dynamics", "kind"): str, ("dynamics", "particles"): int, ("dynamics", "steps"): int,
+               ("dynamics", "minibatch"): int, ("dynamics", "repetitions"): int, ("dynamics", "seed"): int,
+               ("dynamics", "step_size"): float, ("dynamics", "allow_any_horizon"): bool})
+
+
+def check_dynamics(dyn: dict) -> dict:
+    """Validate a ``[dynamics]`` table (also after CLI overrides); returns it with ``step_size`` resolved.
+
+    ``step_size = 0`` means η = 1/steps; any other η needs ``η·steps = 1`` unless ``allow_any_horizon``.
+    """
+    if dyn["kind"] not in DYNAMICS_KINDS:
+        raise ConfigError(f"dynamics.kind: expected one of {list(DYNAMICS_KINDS)}, got {dyn['kind']!r}")
+    for key in ("particles", "steps", "minibatch", "repetitions"):
+        if dyn[key] < 1:
+            raise ConfigError(f"dynamics.{key}: must be at least 1, got {dyn[key]}")
+    if dyn["step_size"] < 0:
+        raise ConfigError(f"dynamics.step_size: must be >= 0 (0: 1/steps), got {dyn['step_size']}")
+    eta = dyn["step_size"] or 1.0 / dyn["steps"]
+    if abs(eta * dyn["steps"] - 1.0) > 1e-9 and not dyn["allow_any_horizon"]:
+        raise ConfigError(f"dynamics.step_size: step_size * steps = {eta * dyn['steps']:.6g}, but the theory "
+                          f"needs eta * n = 1; set dynamics.allow_any_horizon = true (--allow-any-horizon) to run it")
+    return dict(dyn, step_size=float(eta))
+
+
 def _check_type(path: str, value, typ):
     if typ is bool:
         if not isinstance(value, bool):
@@ -165,6 +194,7 @@ def resolve_config(raw: dict | None) -> dict:
     for key in ("beta", "tau"):
         if out["regularization"][key] <= 0:
             raise ConfigError(f"regularization.{key}: must be > 0, got {out['regularization'][key]}")
+    check_dynamics(out["dynamics"])
     return out
 
 

@@ -281,6 +281,9 @@ def build_report(run_dir) -> str:
     if (run_dir / "bridge.json").is_file():  # the path measure (bolt bridge)
         from bolt.dynamics.report import bridge_section
         parts.append(bridge_section(run_dir))
+    if (run_dir / "dynamics.json").is_file():  # SGD / greedy against µ*_t (bolt dynamics)
+        from bolt.dynamics.tracking_report import dynamics_section
+        parts.append(dynamics_section(run_dir))
     # provenance
     vers = summary.get("versions", {})
     parts.append("<section id='provenance'><h2>Seed and versions</h2>"

@@ -6,7 +6,9 @@ control costs, and the Schrödinger bridge between two marginals.
 - :mod:`bolt.dynamics.path` — mixtures of Brownian bridges (the path law directly);
 - :mod:`bolt.dynamics.costs` — control energy and ``J(u)`` with standard errors;
 - :mod:`bolt.dynamics.schrodinger` — entropic OT / the Schrödinger bridge between two particle sets;
-- :mod:`bolt.dynamics.gaussian` — the closed forms for Gaussian targets.
+- :mod:`bolt.dynamics.gaussian` — the closed forms for Gaussian targets;
+- :mod:`bolt.dynamics.sgd` — online SGD on a width-N network, the greedy McKean–Vlasov dynamics and the
+  reference flow R(µ*_t); :mod:`bolt.dynamics.tracking` compares them (``bolt dynamics``).
 """
 
 from bolt.dynamics.costs import control_energy, cost_J, endpoint_risk
@@ -26,9 +28,10 @@ from bolt.dynamics.path import (
 )
 from bolt.dynamics.schrodinger import SchrodingerBridge, schrodinger_bridge, sinkhorn_online
 from bolt.dynamics.sde import SDEResult, function_drift, potential_drift, samples_drift, simulate, time_grid
+from bolt.dynamics.sgd import network_risk, reference_flow, run_greedy, run_sgd
 
 __all__ = ["control_energy", "cost_J", "endpoint_risk", "DriftEstimate", "Potential", "follmer_drift_potential",
            "follmer_drift_samples", "problem_potential", "value_function", "bridge_marginal_density",
            "bridge_marginal_moments", "bridge_paths_from_zero", "brownian_bridge_paths", "SDEResult",
            "function_drift", "potential_drift", "samples_drift", "simulate", "time_grid", "SchrodingerBridge",
-           "schrodinger_bridge", "sinkhorn_online"]
+           "schrodinger_bridge", "sinkhorn_online", "network_risk", "reference_flow", "run_greedy", "run_sgd"]
