@@ -135,10 +135,12 @@ def _field_weights_sq(result: SolveResult) -> float:
     """``Σ a_i²`` of the field µ_K the final draws were sampled from, as the solver built it:
     MFLD's N particles; Picard's buffer of ``buffer`` blocks of ``particles`` draws with damped weights
     ``α(1 − α)^b`` (truncated and renormalised on the arcsine route, geometric on the expectation
-    route)."""
+    route); 0 for any other result, whose field is taken as exact."""
     st = result.settings
     if result.method == "mfld":
         return 1.0 / float(st["particles"])
+    if not result.method.startswith("picard"):  # a field given exactly (e.g. the grid's µ* with iid draws)
+        return 0.0
     a, n, B = float(st["damping"]), float(st["particles"]), int(st["buffer"])
     if a >= 1.0:
         return 1.0 / n
