@@ -1,4 +1,5 @@
 import os
+import signal
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -6,6 +7,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # never the user's own
 os.environ.setdefault("BOLT_CACHE_DIR", tempfile.mkdtemp(prefix="bolt-test-cache-"))
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+
+# a test suite started in the background by a non-interactive shell inherits SIGINT ignored, and so would
+# every `bolt` process it starts (an ignored signal stays ignored across exec, and Python then installs no
+# KeyboardInterrupt handler): the Ctrl-C tests need the default disposition back
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import jax  # noqa: E402
 
