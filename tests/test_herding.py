@@ -23,14 +23,15 @@ def test_reported_ratio_is_the_direct_mmd_over_the_noise():
     """MMD_K(ν, µ)² and the noise (Σ a K(w,w) − ∫∫K)Σa² recomputed from full kernel matrices."""
     pb = _problem()
     fld = _field(pb)
-    nu, ratio = herd_field(pb, fld, 60)
-    X, a, S = fld.particles, fld.weights, nu.particles
-    assert S.shape == (60, pb.d) and np.allclose(nu.weights, 1 / 60)
-    Kxx, Ksx, Kss = (np.asarray(pb.kernel(u, v)) for u, v in ((X, X), (S, X), (S, S)))
-    a = np.asarray(a)
-    mmd2 = Kss.mean() - 2 * (Ksx @ a).mean() + a @ Kxx @ a
-    noise2 = (a @ np.diag(Kxx) - a @ Kxx @ a) * np.sum(a**2)
-    np.testing.assert_allclose(float(ratio), np.sqrt(mmd2 / noise2), rtol=1e-6)
+    for candidates in (None, 200):  # all points (the default), or a strided subset of them
+        nu, ratio = herd_field(pb, fld, 60, candidates=candidates)
+        X, a, S = fld.particles, fld.weights, nu.particles
+        assert S.shape == (60, pb.d) and np.allclose(nu.weights, 1 / 60)
+        Kxx, Ksx, Kss = (np.asarray(pb.kernel(u, v)) for u, v in ((X, X), (S, X), (S, S)))
+        a = np.asarray(a)
+        mmd2 = Kss.mean() - 2 * (Ksx @ a).mean() + a @ Kxx @ a
+        noise2 = (a @ np.diag(Kxx) - a @ Kxx @ a) * np.sum(a**2)
+        np.testing.assert_allclose(float(ratio), np.sqrt(mmd2 / noise2), rtol=1e-6)
 
 
 def test_herded_psi_is_within_the_bound_and_far_better_than_a_random_subsample():

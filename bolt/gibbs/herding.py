@@ -38,8 +38,9 @@ def herd_field(problem: Problem, fld: Field, size: int, *, candidates: int | Non
         returned unchanged with ratio 0, since ``f̂`` on the input sample is already their size).
       size: the number of points ``m`` (a point may be picked more than once; the weights are
         ``1/m`` each). ``size >= n`` returns ``fld`` unchanged with ratio 0.
-      candidates: herd from this many of µ's points (every ``n/candidates``-th; default
-        ``min(n, 4·size)``); the target is always the whole of µ.
+      candidates: herd from this many of µ's points (every ``n/candidates``-th; default all ``n``,
+        which also gives ``∫∫K dµ dµ`` for the ratio at no extra cost); the target is always the
+        whole of µ.
 
     Returns:
       ``(ν, ratio)``: the herded field and ``MMD_K(ν, µ)`` over the Monte Carlo noise of µ's own
@@ -48,7 +49,7 @@ def herd_field(problem: Problem, fld: Field, size: int, *, candidates: int | Non
     n = fld.particles.shape[0]
     if problem.route != "arcsine" or size <= 0 or size >= n:
         return fld, jnp.zeros((), fld.weights.dtype)
-    c = min(n, 4 * size) if candidates is None else min(n, int(candidates))
+    c = n if candidates is None else min(n, int(candidates))
     return _herd(problem, fld, int(size), c)
 
 
@@ -60,7 +61,7 @@ def _herd(problem: Problem, fld: Field, size: int, n_cand: int):
     full = Field(X, a, fld.fhat)
     mu_c = problem.psi_field(C, full) - problem.ftilde(C)  # µK on the candidates
     diag = problem.kernel_diag(X)
-    mu_x = problem.psi_field(X, full) - problem.ftilde(X)
+    mu_x = mu_c if n_cand == X.shape[0] else problem.psi_field(X, full) - problem.ftilde(X)
     mumu = jnp.sum(a * mu_x)  # ∫∫K dµ dµ
 
     def body(t, carry):
