@@ -19,6 +19,10 @@ therefore holds, as for the Picard solvers, the field µ_K = µ̂_N of the final
 draws* of Γ(µ_K) (:func:`~bolt.gibbs.refresh.gibbs_draws`: one MALA chain from each particle), so
 that every estimator downstream is that of a Gibbs measure with a known field, with no O(1/N)
 self-interaction bias.
+
+With ``devices`` ≠ 1 the particles are split over a 1-D mesh of devices (:mod:`bolt.gibbs.sharding`);
+XLA gathers them where the interaction needs all of them, so the run equals the one-device run to
+round-off.
 """
 
 from __future__ import annotations
@@ -32,27 +36,33 @@ import numpy as np
 from bolt.estimators.ksd import ksd_test
 from bolt.gibbs._progress import count_compilations, progress
 from bolt.gibbs.refresh import gibbs_draws
+from bolt.gibbs.sharding import constrain_rows, row_sharding, shard_rows
 from bolt.gibbs.result import SolveResult
 from bolt.problem.model import Problem
 
 __all__ = ["solve_mfld", "build_step"]
 
 
-def build_step(problem: Problem):
-    """One exponential-Euler step of MFLD; ``step(key, W, beta, tau, h) -> W``."""
+def build_step(problem: Problem, sharding=None):
+    """One exponential-Euler step of MFLD; ``step(key, W, beta, tau, h) -> W``.
+
+    ``sharding`` (from :func:`~bolt.gibbs.sharding.row_sharding`, or ``None``) keeps the particle
+    axis of the noise and of the new particles split over devices.
+    """
 
     def step(key, W, beta, tau, h):
         fld = problem.field(W)
         grad = problem.grad_psi_field(W, fld)
         decay = jnp.exp(-h)
-        noise = jax.random.normal(key, W.shape, W.dtype)
-        return decay * W - (1.0 - decay) * beta * grad + jnp.sqrt(tau * (1.0 - decay**2)) * noise
+        noise = constrain_rows(jax.random.normal(key, W.shape, W.dtype), sharding)
+        W = decay * W - (1.0 - decay) * beta * grad + jnp.sqrt(tau * (1.0 - decay**2)) * noise
+        return constrain_rows(W, sharding)
 
     return step
 
 
 def solve_mfld(key, problem: Problem, *, particles: int = 2000, step_size: float = 0.0, horizon: float = 10.0,
-               tolerance: float = 0.05, blocks: int = 40, refresh_steps: int = 200, checkpoint=None,
+               tolerance: float = 0.05, blocks: int = 40, refresh_steps: int = 200, devices: int = 1, checkpoint=None,
                on_iteration=None, progress_bar: bool | None = None) -> SolveResult:
     """Run MFLD from γ_τ to time ``horizon`` and return the particles.
 
@@ -65,12 +75,15 @@ def solve_mfld(key, problem: Problem, *, particles: int = 2000, step_size: float
       tolerance: significance level of the KSD test in the convergence check.
       blocks: number of host-side blocks (trace points); steps per block = T/(h·blocks).
       refresh_steps: MALA steps per chain for the final exact draws of Γ(µ_K).
+      devices: split the particles over this many devices (0: all of ``jax.devices()``; 1: no
+        sharding); ``particles`` must be a multiple of the count.
       checkpoint, on_iteration: resume data / callback ``(block, checkpoint_dict)``.
       progress_bar: show a bar (default: when stderr is a terminal).
     """
     h = step_size or 0.02
     steps = max(1, int(round(horizon / h / blocks)))
-    step = build_step(problem)
+    sharding = row_sharding(devices, particles)
+    step = build_step(problem, sharding)
 
     @jax.jit
     def run_block(key, W, beta, tau, h):
@@ -85,7 +98,7 @@ def solve_mfld(key, problem: Problem, *, particles: int = 2000, step_size: float
         return ksd_test(key, sub, problem.score(sub, fld)), problem.risk(W)
 
     settings = dict(method="mfld", particles=particles, step_size=h, horizon=horizon, tolerance=tolerance,
-                    blocks=blocks, steps_per_block=steps)
+                    blocks=blocks, steps_per_block=steps, devices=1 if sharding is None else sharding.num_devices)
     trace = {"residual": [], "residual_floor": [], "p_value": [], "risk": [], "time": []}
     if checkpoint is None:
         W = jnp.sqrt(problem.tau) * jax.random.normal(jax.random.fold_in(key, 10_000_019), (particles, problem.d))
@@ -94,6 +107,7 @@ def solve_mfld(key, problem: Problem, *, particles: int = 2000, step_size: float
         W = jnp.asarray(checkpoint["particles"])
         start = int(checkpoint["iteration"]) + 1
         trace = {k: list(np.asarray(checkpoint[f"trace_{k}"])) for k in trace}
+    W = shard_rows(W, sharding)
     bar = progress(blocks, "mfld", progress_bar)
     bar.update(start)
     compiles = []
