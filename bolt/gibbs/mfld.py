@@ -36,8 +36,8 @@ import numpy as np
 from bolt.estimators.ksd import ksd_test
 from bolt.gibbs._progress import count_compilations, progress
 from bolt.gibbs.refresh import gibbs_draws
-from bolt.gibbs.sharding import constrain_rows, row_sharding, shard_rows
 from bolt.gibbs.result import SolveResult
+from bolt.gibbs.sharding import constrain_rows, row_sharding, shard_rows
 from bolt.problem.model import Problem
 
 __all__ = ["solve_mfld", "build_step"]
