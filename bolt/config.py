@@ -56,6 +56,7 @@ DEFAULT_CONFIG: dict = {
         "final_blocks": 5,
         "field_size": 1000,
         "devices": 1,
+        "precision": "float64",
     },
     "output": {"report": True, "bounds": True, "bridge": False, "target_rel_se": 0.0, "max_draws": 32000},
 }
@@ -78,6 +79,7 @@ _TYPES = {
     ("solver", "horizon"): float, ("solver", "buffer"): int, ("solver", "grid_points"): int,
     ("solver", "logz_samples"): int, ("solver", "kernel"): str, ("solver", "final_blocks"): int,
     ("solver", "field_size"): int, ("solver", "devices"): int,
+    ("solver", "precision"): str,
     ("output", "report"): bool, ("output", "bounds"): bool, ("output", "bridge"): bool,
     ("output", "target_rel_se"): float,
     ("output", "max_draws"): int,
@@ -151,6 +153,10 @@ def resolve_config(raw: dict | None) -> dict:
     if s["devices"] < 0:
         raise ConfigError(f"solver.devices: must be >= 0 (0: all available devices, 1: no sharding), "
                           f"got {s['devices']}")
+    if s["precision"] not in ("float64", "float32"):
+        raise ConfigError(f"solver.precision: expected 'float64' or 'float32', got {s['precision']!r}")
+    if s["precision"] == "float32" and s["method"] != "mfld":
+        raise ConfigError("solver.precision: 'float32' is implemented for method = 'mfld' only")
     if s["buffer"] < 2:
         raise ConfigError(f"solver.buffer: must be at least 2, got {s['buffer']}")
     if not 0.0 < s["damping"] <= 1.0:
