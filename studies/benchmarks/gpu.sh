@@ -8,7 +8,8 @@
 #    may be offline: a failed install is logged and the script goes on with whatever JAX finds);
 # 2. prints nvidia-smi and jax.devices();
 # 3. MFLD step time at N = 1e5, 1e6, 1e7 on the expectation route (d = 10, n_x = 4096 sample inputs,
-#    float64, chunked: studies/benchmarks/gpu_mfld.py), with bolt's default chunk and a 16x larger one;
+#    float64, chunked: studies/benchmarks/gpu_mfld.py), with bolt's default chunk and a 16x larger one,
+#    and in float32;
 # 4. the default `bolt run` with BOLT_PLATFORM=gpu (bolt/cli.py sets JAX_PLATFORMS from BOLT_PLATFORM
 #    only when JAX_PLATFORMS is unset, so it is unset here), twice: cold (empty compilation cache)
 #    and warm, printing summary.json's timings block.
@@ -47,6 +48,9 @@ run_gpu() {
   timeout 1200 "$PY" studies/benchmarks/gpu_mfld.py --sizes 100000 1000000 10000000
   echo "== MFLD step vs N, expectation route (chunk 2^26 elements = 512 MiB)"
   timeout 1200 "$PY" studies/benchmarks/gpu_mfld.py --sizes 100000 1000000 10000000 --max-block 67108864
+
+  echo "== MFLD step vs N, expectation route, float32 (solver.precision = \"float32\"), chunk 2^26"
+  timeout 1200 "$PY" studies/benchmarks/gpu_mfld.py --sizes 100000 1000000 10000000 --max-block 67108864 --precision float32
 
   echo "== default bolt run, BOLT_PLATFORM=gpu"
   local tmp

@@ -3,8 +3,9 @@
 Problem: erf units, d = 10, a fixed input sample of n_x = 4096 Gaussian inputs (``inputs = "sample"``,
 so the route is the expectation route: f̂(X; µ̂) = Σ_i a_i σ(X; w_i) over the particles, then the
 gradient of Ψ(w) = E_n[(f̂ − y) σ(X; w)] for every particle; no N × N matrix), teacher target with 3
-neurons, β = 1, τ = 0.5, float64. Both sums are chunked (``bolt._chunk``) so the largest
-intermediate is ``max_block`` elements: N = 10⁷ needs the particles (0.8 GB), the noise and one block.
+neurons, β = 1, τ = 0.5, float64 (``--precision float32``: the step in float32). Both sums are
+chunked (``bolt._chunk``) so the largest intermediate is ``max_block`` elements: N = 10⁷ needs the
+particles (0.8 GB), the noise and one block.
 
 For each N it prints the compile time, the time of one jitted step (median of repeats) and of one
 jitted ``lax.scan`` of ``--scan`` steps (per step: what a solve pays), the throughput in
@@ -52,7 +53,7 @@ def timeit(fn, repeats: int) -> float:
     return float(np.median(ts))
 
 
-def bench(n: int, d: int, n_x: int, scan: int, max_block: int, repeats: int):
+def bench(n: int, d: int, n_x: int, scan: int, max_block: int, repeats: int, dtype=jnp.float64):
     rng = np.random.default_rng(0)
     V = rng.normal(size=(3, d))
     pb = bolt.make_problem("erf", bolt.Teacher(V), inputs=bolt.SampleInputs(n_x), beta=1.0, tau=0.5)
@@ -61,7 +62,7 @@ def bench(n: int, d: int, n_x: int, scan: int, max_block: int, repeats: int):
         import dataclasses
 
         pb = dataclasses.replace(pb, max_block=max_block)
-    W = jnp.sqrt(0.5) * jax.random.normal(jax.random.PRNGKey(1), (n, d))
+    W = (jnp.sqrt(0.5) * jax.random.normal(jax.random.PRNGKey(1), (n, d))).astype(dtype)
     step = build_step(pb)
     one = jax.jit(step)
 
@@ -88,17 +89,20 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--max-block", type=int, default=0,
                     help="elements per chunk (0: bolt's default, 2^22 = 32 MiB in float64)")
+    ap.add_argument("--precision", choices=("float64", "float32"), default="float64",
+                    help="dtype of the particles (float32: the whole step in float32, as solver.precision)")
     ap.add_argument("--smoke", action="store_true", help="N = 1000, 3000 on any device (a dry run)")
     args = ap.parse_args(argv)
     if args.smoke:
         args.sizes, args.repeats, args.scan = [1000, 3000], 2, 2
     print("machine:", machine(), flush=True)
     print("devices:", jax.devices(), flush=True)
-    print(f"MFLD step, expectation route, d = {args.dim}, n_x = {args.inputs}, float64, "
+    print(f"MFLD step, expectation route, d = {args.dim}, n_x = {args.inputs}, {args.precision}, "
           f"max_block = {args.max_block or 'default'}:", flush=True)
     for n in args.sizes:
         try:
-            tc, t1, ts, peak = bench(n, args.dim, args.inputs, args.scan, args.max_block, args.repeats)
+            tc, t1, ts, peak = bench(n, args.dim, args.inputs, args.scan, args.max_block, args.repeats,
+                                   jnp.float32 if args.precision == "float32" else jnp.float64)
         except Exception as exc:  # an out-of-memory at 10^7 must not lose the smaller sizes' lines
             print(f"  N = {n:>9}: failed: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
             continue
