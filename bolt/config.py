@@ -55,6 +55,8 @@ DEFAULT_CONFIG: dict = {
         "kernel": "mala",
         "final_blocks": 5,
         "field_size": 1000,
+        "devices": 1,
+        "precision": "float64",
     },
     "output": {"report": True, "bounds": True, "bridge": False, "target_rel_se": 0.0, "max_draws": 32000},
 }
@@ -76,7 +78,8 @@ _TYPES = {
     ("solver", "inner_steps"): int, ("solver", "step_size"): float, ("solver", "adapt"): bool,
     ("solver", "horizon"): float, ("solver", "buffer"): int, ("solver", "grid_points"): int,
     ("solver", "logz_samples"): int, ("solver", "kernel"): str, ("solver", "final_blocks"): int,
-    ("solver", "field_size"): int,
+    ("solver", "field_size"): int, ("solver", "devices"): int,
+    ("solver", "precision"): str,
     ("output", "report"): bool, ("output", "bounds"): bool, ("output", "bridge"): bool,
     ("output", "target_rel_se"): float,
     ("output", "max_draws"): int,
@@ -176,6 +179,13 @@ def resolve_config(raw: dict | None) -> dict:
         raise ConfigError("solver.warmup, solver.min_iterations and solver.grid_points must be >= 0")
     if s["field_size"] < 0:
         raise ConfigError(f"solver.field_size: must be >= 0 (0: the whole buffer), got {s['field_size']}")
+    if s["devices"] < 0:
+        raise ConfigError(f"solver.devices: must be >= 0 (0: all available devices, 1: no sharding), "
+                          f"got {s['devices']}")
+    if s["precision"] not in ("float64", "float32"):
+        raise ConfigError(f"solver.precision: expected 'float64' or 'float32', got {s['precision']!r}")
+    if s["precision"] == "float32" and s["method"] != "mfld":
+        raise ConfigError("solver.precision: 'float32' is implemented for method = 'mfld' only")
     if s["buffer"] < 2:
         raise ConfigError(f"solver.buffer: must be at least 2, got {s['buffer']}")
     if not 0.0 < s["damping"] <= 1.0:
@@ -191,6 +201,9 @@ def resolve_config(raw: dict | None) -> dict:
         raise ConfigError(f"output.max_draws: must be at least 1, got {out['output']['max_draws']}")
     if s["particles"] % s["chains"] and s["method"].startswith("picard"):
         raise ConfigError(f"solver.particles: {s['particles']} is not a multiple of solver.chains = {s['chains']}")
+    split = "chains" if s["method"].startswith("picard") else "particles"
+    if s["devices"] > 1 and s["method"] != "grid" and s[split] % s["devices"]:
+        raise ConfigError(f"solver.{split}: {s[split]} is not a multiple of solver.devices = {s['devices']}")
     for key in ("beta", "tau"):
         if out["regularization"][key] <= 0:
             raise ConfigError(f"regularization.{key}: must be > 0, got {out['regularization'][key]}")

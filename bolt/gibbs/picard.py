@@ -36,6 +36,7 @@ from bolt.gibbs._progress import count_compilations, progress
 from bolt.gibbs.herding import herd_field
 from bolt.gibbs.mala import MALA
 from bolt.gibbs.result import SolveResult
+from bolt.gibbs.sharding import constrain_rows, row_sharding
 from bolt.problem.model import Field, Problem
 from bolt.transport.w2 import w2_sliced
 
@@ -80,7 +81,7 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
                  damping: float = 0.5, tolerance: float = 0.05, max_iterations: int = 30, min_iterations: int = 4,
                  warmup: int = 500, inner_steps: int = 1, step_size: float = 0.0, adapt: bool = True,
                  kernel: str = "mala", buffer: int = 4, logz_samples: int = 4096, final_blocks: int = 1,
-                 field_size: int = 0, checkpoint=None,
+                 field_size: int = 0, devices: int = 1, checkpoint=None,
                  on_iteration=None, progress_bar: bool | None = None) -> SolveResult:
     """Solve µ* = Γ(µ*) by damped Picard iteration with a NumPyro inner sampler.
 
@@ -110,6 +111,8 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         stopping rule is met the chains continue with the same µ_K for ``final_blocks − 1`` more
         blocks, so the estimators downstream have proportionally more effective draws at the cost
         of sampling alone (no new Picard iterations, nothing recompiled).
+      devices: split the vectorised chains over this many devices after the warmup (0: all of
+        ``jax.devices()``; 1: no sharding); ``chains`` must be a multiple of the count.
       checkpoint: a dict from ``on_iteration`` to resume from.
       on_iteration: callback ``(k, checkpoint_dict)`` after each completed iteration.
       progress_bar: show bars for the Picard iterations and the NumPyro warmup (default: when
@@ -127,6 +130,8 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
                     warmup=warmup, inner_steps=inner_steps, step_size=step_size, adapt=adapt, kernel=kernel,
                     buffer=buffer, logz_samples=logz_samples, final_blocks=final_blocks, field_size=field_size)
     draws = particles // chains
+    sharding = row_sharding(devices, chains, what="solver.chains")
+    settings["devices"] = 1 if sharding is None else sharding.num_devices
     show = sys.stderr.isatty() if progress_bar is None else bool(progress_bar)
     # NumPyro's driver runs the warmup (adaptation, vectorised chains); the draws of every iteration
     # then come from one jitted scan over the kernel's own `sample`, with µ_k as an argument.
@@ -144,7 +149,7 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
     def collect(state, fld, scale, keys):
         """``draws`` kept draws (``inner_steps`` kernel steps each) from ``state``; (chain, draw, ...) outputs."""
         # NumPyro keeps a single chain's state unbatched: one key, and no chain axis to move
-        state = state._replace(rng_key=keys if chains > 1 else keys[0])
+        state = _shard_chains(state._replace(rng_key=keys if chains > 1 else keys[0]), sharding, chains)
 
         def body(st, _):
             st = jax.lax.fori_loop(0, inner_steps, lambda i, s: sampler.sample(s, (fld, scale), {}), st)
@@ -281,6 +286,13 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         field=last_field, converged=converged, iterations=k + 1,
         trace={n: np.asarray(v, np.float64) for n, v in trace.items()}, settings=settings,
         chains=chain_draws, sample_stats=stats, compilations=compiles)
+
+
+def _shard_chains(state, sharding, chains: int):
+    """Inside jit: split the chain axis (axis 0 of every leaf of length ``chains``) of a sampler state over devices."""
+    if sharding is None:
+        return state
+    return jax.tree.map(lambda x: constrain_rows(x, sharding) if jnp.ndim(x) and x.shape[0] == chains else x, state)
 
 
 def _lag_one(chains_draws):
