@@ -95,7 +95,8 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
       tolerance: significance level of the fixed-point test: stop when the KSD test's p-value is
         at least ``tolerance`` in two successive iterations (after ``min_iterations``).
       max_iterations: iteration cap; ``converged`` is False when it is hit first.
-      warmup: warmup steps of the first inner run.
+      warmup: warmup steps of the first inner run, and of a new adaptation whenever an iteration's
+        mean acceptance fell below 0.1 (the chains froze as Γ(µ_k) sharpened).
       inner_steps: MCMC steps per kept draw (thinning) in every inner run.
       step_size: initial inner step size (0: the kernel's default).
       adapt: adapt step size and diagonal mass matrix in warmup.
@@ -221,9 +222,14 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
     converged = finished and stopped(start_k - 1)
     for k in range(start_k, max_iterations if not finished else start_k):
         kk = jax.random.fold_in(key, k)
+        if init is None and adapt and prev is not None and trace["accept_prob"] and trace["accept_prob"][-1] < 0.1:
+            # the chains froze (Γ(µ_k) sharpened past the step size adapted for Γ(µ_0)): adapt again
+            # from where they stand
+            last = np.asarray(prev).reshape(chains, -1, problem.d)[:, -1]
+            init = jnp.asarray(last)
         with count_compilations() as n_compiled:
             sfld, mmd_ratio = herd_field(problem, fld, field_size)  # the field Γ(µ_k) is sampled with
-            if init is not None:  # first iteration: NumPyro warmup from γ_τ draws
+            if init is not None:  # first iteration (or frozen chains): NumPyro warmup
                 mcmc.warmup(jax.random.fold_in(kk, 2), sfld, scale, init_params={"w": init if chains > 1 else init[0]})
                 state, init = mcmc.post_warmup_state, None
             state, out = collect(state, sfld, scale, jax.random.split(kk, chains))
