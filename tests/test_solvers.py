@@ -233,3 +233,19 @@ def test_picard_kl_and_risk_error_bars_cover_the_noise_of_mu_k(pb1, grid1):
             z[k].append((s[k] - truth[k]) / s[k + "_se"])
     for k, v in z.items():
         assert np.mean(np.square(v)) < 3.3, (k, np.round(v, 2))
+
+
+@pytest.mark.slow
+@pytest.mark.statistical
+def test_picard_readapts_when_its_chains_freeze_in_a_sharp_regime():
+    """β/τ = 64 (d = 1): the step size adapted for Γ(γ_τ) is far too large for the later, sharper Γ(µ_k),
+    and MALA's acceptance fell to 0 (the solve hit its cap with F 150 SE off). With a new warmup after
+    such an iteration the solve converges to the grid's F."""
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=8.0, tau=0.125)
+    truth = summarize(jax.random.PRNGKey(0), pb, solve(pb, "grid", grid_points=801))
+    res = solve(pb, "picard-mala", seed=1, particles=2000, chains=40, inner_steps=5, warmup=500,
+                max_iterations=20, final_blocks=2, progress_bar=False)
+    s = summarize(jax.random.PRNGKey(2), pb, res)
+    assert min(res.trace["accept_prob"]) < 0.1 < res.trace["accept_prob"][-1], res.trace["accept_prob"]
+    assert res.converged
+    assert abs(s["free_energy"] - truth["free_energy"]) < 4 * s["free_energy_se"] + 1e-4, (s, truth)
