@@ -158,6 +158,7 @@ def _default_problem_agreement(methods):
     assert abs(f_prior - sums["mala-a"]["free_energy"]) > K_SIGMA * sums["mala-a"]["free_energy_se"] * FIELD_INFLATION
 
 
+@pytest.mark.slow
 @pytest.mark.statistical
 def test_default_problem_mala_and_mfld_agree():
     _default_problem_agreement(["picard-mala", "mfld"])

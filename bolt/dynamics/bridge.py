@@ -276,10 +276,8 @@ def evaluate_run(run_dir, *, particles: int = 1000, steps: int = 100, drift: str
     ``bridge.nc`` is ArviZ InferenceData with one group ``bridge`` (``arviz.from_netcdf(path).bridge`` or
     ``xarray.open_dataset(path, group="bridge")``).
     """
-    import os
-    import tempfile
 
-    from bolt.io import _umask_mode, write_json
+    from bolt.io import save_results, write_json
 
     run_dir = Path(run_dir)
     pb, P, w, summary, method = load_run_measure(run_dir)
@@ -296,14 +294,6 @@ def evaluate_run(run_dir, *, particles: int = 1000, steps: int = 100, drift: str
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a non-standard group name is intended
         idata = az.InferenceData(bridge=ds)
-    fd, tmp = tempfile.mkstemp(prefix=".bridge.nc.", suffix=".tmp", dir=run_dir)
-    os.close(fd)
-    try:
-        idata.to_netcdf(tmp)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, run_dir / "bridge.nc")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_results(run_dir / "bridge.nc", idata)  # atomically
     write_json(run_dir / "bridge.json", out)
     return out

@@ -169,26 +169,16 @@ def dynamics_checks(key, problem, particles, weights, summary: dict, settings: d
 
 def _write_nc(run_dir: Path, ds) -> None:
     """``dynamics.nc`` atomically: ArviZ InferenceData with one group ``dynamics``."""
-    import os
-    import tempfile
     import warnings
 
     import arviz as az
 
-    from bolt.io import _umask_mode
+    from bolt.io import save_results
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a non-standard group name is intended
         idata = az.InferenceData(dynamics=ds)
-    fd, tmp = tempfile.mkstemp(prefix=".dynamics.nc.", suffix=".tmp", dir=run_dir)
-    os.close(fd)
-    try:
-        idata.to_netcdf(tmp)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, run_dir / "dynamics.nc")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_results(run_dir / "dynamics.nc", idata)  # atomically
 
 
 def evaluate_run(run_dir, *, overrides: dict | None = None, records: int = RECORDS,
