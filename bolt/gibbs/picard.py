@@ -13,7 +13,9 @@ tested against its own null distribution (a Markov-chain wild bootstrap,
 :func:`~bolt.estimators.ksd.ksd_test`): the solve has converged when the p-value is at least
 ``tolerance`` in two successive iterations. Statistic and null scale together with the score, so
 the rule is the same at every β and τ. The trace also records the noise floor (the null's 95 %
-quantile), the p-value, the sliced W2 between successive draws, the risk, KL and free energy.
+quantile), the p-value, the sliced W2 between successive draws, the risk, KL and free energy,
+the acceptance and the herded field's error (``field_mmd_ratio``). An iteration whose mean
+acceptance fell below 0.1 (the chains froze as Γ(µ_k) sharpened) is followed by a new warmup.
 """
 
 from __future__ import annotations
