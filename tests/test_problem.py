@@ -157,6 +157,27 @@ def test_chunked_and_unchunked_agree():
         np.testing.assert_allclose(small.interaction(P, unbiased=True), full.interaction(P, unbiased=True), rtol=1e-10)
 
 
+def test_self_psi_is_shared_but_keyed_on_contents():
+    """The memoised Ψ(w_i; µ̂) equals a fresh evaluation, and a changed atom or weight is never served stale."""
+    pb = make_problem("erf", TEACHER, inputs=GaussianInputs(), beta=1.0, tau=0.5)
+    P = _points(30, 257)
+    a = jax.random.dirichlet(jax.random.PRNGKey(31), jnp.ones(257))
+    direct = lambda Q, w=None: np.asarray(pb.psi_field(Q, pb.field(Q, w)))
+    np.testing.assert_allclose(pb.self_psi(P), direct(P), rtol=1e-13)
+    np.testing.assert_allclose(pb.self_psi(P, a), direct(P, a), rtol=1e-13)
+    np.testing.assert_allclose(pb.self_psi(P), direct(P), rtol=1e-13)  # both measures memoised
+    P2 = P.at[5, 1].add(1e-3)  # one coordinate of one atom
+    assert not np.allclose(pb.self_psi(P2), pb.self_psi(P), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(pb.self_psi(P2), direct(P2), rtol=1e-13)
+    np.testing.assert_allclose(pb.self_psi(P, a.at[0].add(1e-3)), direct(P, a.at[0].add(1e-3)), rtol=1e-13)
+    np.testing.assert_allclose(jax.jit(pb.self_psi)(P, a), direct(P, a), rtol=1e-12)  # traced: no memo
+    # the interaction and the risk through it, against the explicit double sum
+    K = np.asarray(pb.kernel(P, P))
+    np.testing.assert_allclose(pb.interaction(P, a), np.asarray(a) @ K @ np.asarray(a), rtol=1e-12)
+    n = len(P)
+    np.testing.assert_allclose(pb.interaction(P, unbiased=True), (K.sum() - np.trace(K)) / (n * (n - 1)), rtol=1e-12)
+
+
 @pytest.mark.parametrize("inputs", [GaussianInputs(), SampleInputs(1024)])
 def test_large_n_does_not_allocate_n_by_n(inputs):
     pb = make_problem("erf", TEACHER, inputs=inputs, beta=1.0, tau=0.5)

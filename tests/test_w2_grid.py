@@ -227,3 +227,19 @@ def test_grid_w2_to_prior_d2_consistent_and_lattice_ot_biased():
     prior_w = np.exp(-np.sum(P * P, 1) / (2 * tau))
     old = w2_exact(P, P, w, prior_w / prior_w.sum())
     assert old.w2_squared - m @ m > 4 * est.se, (old.w2_squared, m @ m, est.se)
+
+
+def test_debiased_threads_give_the_serial_answer(monkeypatch):
+    """The exact solves of ``w2_debiased`` run on one thread per core; one core gives the same numbers."""
+    import os
+
+    from bolt.transport.w2 import w2_debiased
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(480, 3)) + 0.3, 0.8 * rng.normal(size=(480, 3))
+    many = w2_debiased(x, y, max_exact=60)[0]  # 8 groups: 8 cross and 8 self solves
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    one = w2_debiased(x, y, max_exact=60)[0]
+    assert "8 groups of 60" in many.estimator
+    assert (many.w2_squared, many.se) == (one.w2_squared, one.se)

@@ -100,7 +100,7 @@ def oracle_inequality(key, problem, risk, risk_se, kl, kl_se, mean, cov, n: int 
     L = np.linalg.cholesky(cov + 1e-12 * np.eye(len(mean)))
     draws = mean + np.asarray(jax.random.normal(key, (n, len(mean)))) @ L.T
     r_nu = float(problem.risk(jnp.asarray(draws), unbiased=True))
-    own = np.asarray(problem.psi(jnp.asarray(draws), jnp.asarray(draws)))
+    own = np.asarray(problem.self_psi(jnp.asarray(draws)))  # the pass R(ν) above made
     r_nu_se = 2 * own.std(ddof=1) / np.sqrt(n)
     return verdict("oracle", risk + c * kl, r_nu + c * gaussian_kl(mean, cov, problem.tau),
                    np.hypot(risk_se, c * kl_se), r_nu_se, constant=c,

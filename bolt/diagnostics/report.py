@@ -160,9 +160,11 @@ def _arviz_figs(idata):
     import matplotlib.pyplot as plt
 
     out = []
-    for fn in (az.plot_trace, az.plot_rank):
-        axes = fn(idata, var_names=["w"], compact=False) if fn is az.plot_trace else fn(idata, var_names=["w"])
-        fig = np.asarray(axes).ravel()[0].figure
+    # one density of all chains beside the per-chain traces, and rank plots as lines: with Picard's
+    # 40 chains the per-chain densities and stacked rank histograms took 2 s and read as noise
+    for axes in (lambda: az.plot_trace(idata, var_names=["w"], compact=False, combined=True),
+                 lambda: az.plot_rank(idata, var_names=["w"], kind="vlines")):
+        fig = np.asarray(axes()).ravel()[0].figure
         out.append(_png(fig))
         plt.close("all")
     return out

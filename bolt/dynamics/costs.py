@@ -34,7 +34,7 @@ def endpoint_risk(problem, W1) -> tuple[float, float, np.ndarray]:
     if W.ndim != 2 or W.shape[0] < 2:
         raise BoltError(f"endpoint: expected (n >= 2, d) positions, got {tuple(W.shape)}")
     risk = float(problem.risk(W, unbiased=True))
-    own = np.asarray(problem.psi(W, W), np.float64)
+    own = np.asarray(problem.self_psi(W), np.float64)
     return risk, float(2 * own.std(ddof=1) / np.sqrt(len(own))), own
 
 

@@ -20,6 +20,7 @@ the damped Picard iteration keeps a fixed shape and compiles once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -92,12 +93,18 @@ def _check_weights(particles, weights, d: int, name: str = "particles"):
     return particles, weights
 
 
+#: The problem's evaluation methods compile as one program each (per shape), with the problem
+#: itself static (it hashes by identity): a handful of programs instead of one per array operation.
+_method_jit = partial(jax.jit, static_argnums=0)
+
+
 @dataclass(eq=False)
 class Problem:
     """A two-layer mean-field problem: unit σ, input law π, target f, and β, τ.
 
     Build one with :func:`make_problem` (or :func:`bolt.config.problem_from_config`). All
-    evaluation methods are jit-compatible and differentiable; the problem is a static closure.
+    evaluation methods are jit-compatible and differentiable; the problem is a static closure, and
+    the evaluation methods are compiled per instance: treat a problem as immutable once used.
 
     Attributes:
       activation: the unit σ.
@@ -123,6 +130,7 @@ class Problem:
     _linear_a: Array | None = field(default=None, repr=False)
     _realizable: RealizableRule | None = field(default=None, repr=False)
     _r0: float | None = field(default=None, repr=False)
+    _self_psi_memo: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -195,6 +203,7 @@ class Problem:
         return Field(parts, wts / jnp.sum(wts), old.fhat)
 
     # ------------------------------------------------------------------ f̃, K, Ψ
+    @_method_jit
     def ftilde(self, W: Array) -> Array:
         """f̃(w) = −E_π[f(X) σ(X; w)] for rows of ``W`` ``(m, d)``."""
         W = jnp.asarray(W)
@@ -210,6 +219,7 @@ class Problem:
         X = self.X.astype(W.dtype)
         return -map_rows(lambda B: self.sigma(X, B).T @ Y, W, block_size(X.shape[0], self.max_block)) / X.shape[0]
 
+    @_method_jit
     def kernel(self, W: Array, V: Array) -> Array:
         """K(w, v) = E_π[σ(X; w) σ(X; v)] as an ``(m, k)`` matrix (small inputs only)."""
         W, V = jnp.asarray(W), jnp.asarray(V)
@@ -218,6 +228,7 @@ class Problem:
         X = self.X.astype(W.dtype)
         return self.sigma(X, W).T @ self.sigma(X, V) / X.shape[0]
 
+    @_method_jit
     def kernel_diag(self, W: Array) -> Array:
         """K(w_i, w_i) for rows of ``W``."""
         W = jnp.asarray(W)
@@ -233,6 +244,7 @@ class Problem:
         return sum_over_rows(lambda P, a: self.sigma(X, P) @ a, particles, weights,
                              block_size(X.shape[0], self.max_block))
 
+    @_method_jit
     def psi_field(self, W: Array, fld: Field) -> Array:
         """Ψ(w; µ) for rows of ``W`` ``(m, d)``, µ given by its :class:`Field`."""
         W = jnp.asarray(W)
@@ -244,6 +256,7 @@ class Problem:
         r = (fld.fhat - self.Y).astype(W.dtype)
         return map_rows(lambda B: self.sigma(X, B).T @ r, W, block_size(X.shape[0], self.max_block)) / X.shape[0]
 
+    @_method_jit
     def grad_psi_field(self, W: Array, fld: Field) -> Array:
         """∇_w Ψ(w; µ) for rows of ``W`` ``(m, d)``: an ``(m, d)`` array."""
         W = jnp.asarray(W)
@@ -266,6 +279,32 @@ class Problem:
             return jax.grad(lambda V: jnp.sum(self.sigma(X, V).T @ r))(B) / X.shape[0]
 
         return map_rows(block, W, block_size(X.shape[0], self.max_block))
+
+    def self_psi(self, particles: Array, weights: Array | None = None) -> Array:
+        """Ψ(w_i; µ) at µ's own atoms, µ = Σ_i a_i δ_{w_i}: the one ``n × n`` kernel pass behind
+        ``∫∫K dµ dµ``, the risk and the estimators' influence functions.
+
+        Outside ``jit`` the result is memoised on the arrays' contents (the last two measures), so the
+        summary, the bounds and the risk of the same draws share one evaluation.
+        """
+        particles, weights = _check_weights(particles, weights, self.d)
+        if isinstance(particles, jax.core.Tracer) or isinstance(weights, jax.core.Tracer):
+            return self.psi_field(particles, self.field(particles, weights))
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=16)
+        for a in (particles, weights):
+            a = np.asarray(a)
+            h.update(f"{a.shape}{a.dtype}".encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        key = h.hexdigest()
+        memo = self._self_psi_memo
+        if key not in memo:
+            value = self.psi_field(particles, self.field(particles, weights))
+            if len(memo) >= 2:
+                memo.pop(next(iter(memo)))
+            memo[key] = value
+        return memo[key]
 
     def psi(self, W: Array, particles: Array, weights: Array | None = None) -> Array:
         """Ψ(w; µ) = f̃(w) + ∫K(w, v) µ(dv) for µ = Σ a_i δ_{w_i}."""
@@ -297,11 +336,10 @@ class Problem:
         estimate of ``∫∫K dν dν`` when the particles are iid draws of ν (MATH.md §3, Maurey).
         """
         particles, weights = _check_weights(particles, weights, self.d)
-        fld = self.field(particles, weights)
         if self.route == "arcsine":
-            v = jnp.sum(weights * (self.psi_field(particles, fld) - self.ftilde(particles)))
+            v = jnp.sum(weights * (self.self_psi(particles, weights) - self.ftilde(particles)))
         else:
-            v = jnp.mean(fld.fhat ** 2)
+            v = jnp.mean(self.fhat(self.X, particles, weights) ** 2)
         if not unbiased:
             return v
         n = particles.shape[0]
@@ -324,11 +362,13 @@ class Problem:
         """F(µ) = ½ R(µ) + (τ/β) KL(µ‖γ_τ) from a risk and a KL value."""
         return 0.5 * risk + (self.tau / self.beta) * kl
 
+    @_method_jit
     def log_density(self, W: Array, fld: Field) -> Array:
         """Unnormalised log-density of Γ(µ): ``−|w|²/(2τ) − (β/τ) Ψ(w; µ)``."""
         W = jnp.asarray(W)
         return -jnp.sum(W * W, -1) / (2.0 * self.tau) - (self.beta / self.tau) * self.psi_field(W, fld)
 
+    @_method_jit
     def score(self, W: Array, fld: Field) -> Array:
         """∇ log-density of Γ(µ): ``−w/τ − (β/τ) ∇Ψ(w; µ)``."""
         W = jnp.asarray(W)

@@ -204,6 +204,20 @@ def _ot(x, y, wx, wy):
     return val, u, v
 
 
+def _solve_all(jobs):
+    """``_ot`` of every ``(x, y, wx, wy)`` job, in order; exact solves run on one thread per core
+    (POT's network simplex releases the GIL: the result is the same, the wall time ÷ cores)."""
+    import os
+
+    if len(jobs) < 2 or jobs[0][0].shape[1] == 1:  # 1-D quantiles take milliseconds
+        return [_ot(*j) for j in jobs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), cores))) as pool:
+        return list(pool.map(lambda j: _ot(*j), jobs))
+
+
 def w2_sliced(x, y, wx=None, wy=None, *, n_projections: int = 200, seed: int = 0) -> W2:
     r"""Sliced W2²: the mean over random unit directions θ of the 1-D W2² of the projections,
 
@@ -254,7 +268,7 @@ def _subsample(rng, x, w, k):
     return x[idx], 1.0 / (1.0 / k + 1.0 / neff)
 
 
-def w2_debiased(x, y, *, max_exact: int = 2500, seed: int | None = None, ess_x: float | None = None,
+def w2_debiased(x, y, *, max_exact: int = 1250, seed: int | None = None, ess_x: float | None = None,
                 ess_y: float | None = None) -> tuple[W2, float]:
     r"""Split-sample debiased W2² between iid samples: ``cross − self`` over ``2k`` equal groups,
 
@@ -271,8 +285,10 @@ def w2_debiased(x, y, *, max_exact: int = 2500, seed: int | None = None, ess_x: 
 
     Exact OT costs about cubically in the group size and linearly in the number of groups, so the
     draws are split into the fewest groups of at most ``max_exact`` points: every draw is used (the
-    first-order error is that of all of them), at a fraction of the cost of two halves
-    (studies/benchmarks/bench_w2.py).
+    first-order error is that of all of them), at a fraction of the cost of two halves. The solves
+    run on one thread per core. Against Gaussian closed forms at n = 10⁴ (d = 3 and 10), groups of
+    1250 are as unbiased as groups of 2500 (mean z within 0.2), with the same se in d = 3 and 11 %
+    more in d = 10, in half the time (studies/benchmarks/bench_w2_groups.py).
 
     Args:
       x: ``(n, d)`` iid draws of P (n ≥ 4), split in order into ``2k`` consecutive groups (a
@@ -300,14 +316,14 @@ def w2_debiased(x, y, *, max_exact: int = 2500, seed: int | None = None, ess_x: 
     k = max(1, min(-(-max(n0, m0) // (2 * max_exact)), min(n0, m0) // 4))
     hx, hy = n0 // (2 * k), m0 // (2 * k)
     ux, uy = np.full(hx, 1.0 / hx), np.full(hy, 1.0 / hy)
-    cross, us, vs = [], [], []
-    for g in range(2 * k):
-        c, u, v = _ot(x[g * hx:(g + 1) * hx], y[g * hy:(g + 1) * hy], ux, uy)
-        cross.append(c)
-        us.append(u - u.mean())  # each group's potentials are known up to an additive constant
-        vs.append(v - v.mean())
-    selves = [_ot(z[(2 * j) * h:(2 * j + 1) * h], z[(2 * j + 1) * h:(2 * j + 2) * h], w, w)[0]
-              for z, h, w in ((x, hx, ux), (y, hy, uy)) for j in range(k)]
+    jobs = [(x[g * hx:(g + 1) * hx], y[g * hy:(g + 1) * hy], ux, uy) for g in range(2 * k)]
+    jobs += [(z[(2 * j) * h:(2 * j + 1) * h], z[(2 * j + 1) * h:(2 * j + 2) * h], w, w)
+             for z, h, w in ((x, hx, ux), (y, hy, uy)) for j in range(k)]
+    solved = _solve_all(jobs)
+    cross = [c for c, _, _ in solved[:2 * k]]
+    us = [u - u.mean() for _, u, _ in solved[:2 * k]]  # each group's potentials are known up to a constant
+    vs = [v - v.mean() for _, _, v in solved[:2 * k]]
+    selves = [c for c, _, _ in solved[2 * k:]]
     val = float(np.mean(cross)) - float(np.sum(selves)) / (2 * k)
     u, v = np.concatenate(us), np.concatenate(vs)
     nx = 2 * k * hx if ess_x is None else min(float(ess_x) * 2 * k * hx / n0, 2 * k * hx)

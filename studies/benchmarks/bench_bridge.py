@@ -14,7 +14,11 @@ being the fixed point): potential drift (M = 32 importance draws, two halves), s
 (kernel regression over the 2000 particles), greedy drift; N = 10³ … 10⁵, a size skipped (with its
 projection) when one step is projected above ``SDE_STEP_BUDGET_S``.
 
-Usage: python studies/benchmarks/bench_bridge.py [--smoke]
+``--large`` runs only the two sizes the budgeted run skips on this machine, with no budget: bolt's
+Sinkhorn at n = 10⁵ in d = 10 (POT is still skipped: its n × n matrices would need ~600 GiB) and
+the potential-drift step at N = 10⁵ (one step after the compiling call).
+
+Usage: python studies/benchmarks/bench_bridge.py [--smoke | --large]
 """
 
 from __future__ import annotations
@@ -89,8 +93,9 @@ def one_sinkhorn(solver, n, d, warm=True):
     print(json.dumps(out))
 
 
-def sde_steps(sizes):
-    """Time one jitted SDE step per drift and N; skip a size projected (∝ N) above ``SDE_STEP_BUDGET_S``."""
+def sde_steps(sizes, only=None, reps=2, budget_s=SDE_STEP_BUDGET_S):
+    """Time one jitted SDE step per drift and N (mean of ``reps`` after the compiling call); skip a size
+    projected (∝ N) above ``budget_s``; ``only`` names the drift to time (default all)."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -108,19 +113,20 @@ def sde_steps(sizes):
               "greedy": function_drift(lambda W, t: -pb.beta * pot.grad_psi(W))}
     rows = []
     for name, dr in drifts.items():
+        if only is not None and not name.startswith(only):
+            continue
         step = jax.jit(build_step(dr, pb.tau))
         last = None
         for n in sizes:
-            if last is not None and last[1] * n / last[0] > SDE_STEP_BUDGET_S:
+            if last is not None and last[1] * n / last[0] > budget_s:
                 print(f"  SDE step  {name:<20} N = {n:>6}: skipped, projected {last[1] * n / last[0]:.0f} s per step "
-                      f"(linear in N from N = {last[0]}) > budget {SDE_STEP_BUDGET_S:.0f} s", flush=True)
+                      f"(linear in N from N = {last[0]}) > budget {budget_s:.0f} s", flush=True)
                 continue
             st = init(n, pb.d)
             st = st._replace(particles=0.3 * jax.random.normal(jax.random.PRNGKey(1), (n, pb.d)))
             t0 = time.perf_counter()
             jax.block_until_ready(step(jax.random.PRNGKey(2), st, 0.5, 0.01))
             compile_s = time.perf_counter() - t0
-            reps = 2
             t0 = time.perf_counter()
             for r in range(reps):
                 jax.block_until_ready(step(jax.random.PRNGKey(3 + r), st, 0.5, 0.01))
@@ -142,6 +148,7 @@ def _mem_total_mib():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes")
+    ap.add_argument("--large", action="store_true", help="only the sizes the budgeted run skips, with no budget")
     ap.add_argument("--one", nargs=4, metavar=("SOLVER", "N", "D", "WARM"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
@@ -153,6 +160,21 @@ def main(argv=None):
     mem = _mem_total_mib()
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, {mem / 1024:.0f} GiB, python "
           f"{platform.python_version()}, jax {jax.__version__} ({jax.default_backend()}), float64")
+    if args.large:
+        print("(a) Sinkhorn, eps = tau = 0.5, tolerance 1e-6, no budget (POT skipped: ~600 GiB of n x n matrices)")
+        r = subprocess.run([sys.executable, __file__, "--one", "bolt", "100000", "10", "0"], capture_output=True,
+                           text=True)
+        if r.returncode != 0:
+            print(f"  bolt n=100000 d=10 failed (exit {r.returncode}): {r.stderr.strip()[-300:]}", flush=True)
+        else:
+            o = json.loads(r.stdout.strip().splitlines()[-1])
+            print(f"  bolt  n = 100000 d = 10: {o['time_s']:7.2f} s (cold), online={o['online']}, "
+                  f"converged={o['converged']}, {o['iterations']} it, peak RSS {o['peak_rss_mib']:.0f} MiB, "
+                  f"cost {o['cost']:.6f}", flush=True)
+        print("(b) one SDE step, default d = 3 problem, mu* = 2000 particles, no budget")
+        sde_steps([100_000], only="potential", reps=1, budget_s=float("inf"))
+        print(f"total wall time {time.perf_counter() - t_start:.0f} s")
+        return
     ns = [200] if args.smoke else [1000, 10_000, 100_000]
     dims = [3] if args.smoke else [3, 10]
     print(f"(a) Sinkhorn, eps = tau = {TAU}, tolerance 1e-6 (budget {SINKHORN_BUDGET_S:.0f} s per run, POT memory "
