@@ -115,7 +115,9 @@ def test_sampler_compiles_once_per_solve(pb1):
     # iteration 0 compiles warmup and the sampling scan; after that nothing compiles at all,
     # however many iterations run
     assert all(c == 0 for c in res.compilations[1:]), res.compilations
-    assert res.compilations[0] > 20  # the counter does see the real compilations
+    # the counter does see the real compilations: at least this solve's own sampling scan and diagnostics
+    # (the problem's methods may already be compiled by an earlier solve of the same problem)
+    assert res.compilations[0] >= 2
 
 
 def test_iteration_cap_reports_not_converged(pb1, tmp_path):
