@@ -17,12 +17,13 @@ import pytest
 from scipy import integrate
 from scipy.special import dawsn, erf, gammaln
 
+from bolt.closed_forms import gaussian_kl
 from bolt.estimators.ksd import ksd
 from bolt.estimators.summary import summarize
 from bolt.problem import GaussianInputs, Realizable, Teacher, arcsine_kernel, make_problem
 from bolt.problem.kernels import realizable_ftilde, realizable_ftilde_grad, realizable_r0, realizable_rule
 from bolt.solve import solve
-from bolt.testing import assert_close_z, gaussian_kl, mean_and_se
+from bolt.testing import assert_close_z, mean_and_se
 
 K_SIGMA = 5.0
 N_X = 1_000_000  # Monte Carlo draws over X for R0 and f̃

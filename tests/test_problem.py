@@ -223,6 +223,7 @@ def test_public_symbols_have_docstrings():
         "bolt", "bolt.problem", "bolt.transport", "bolt.estimators", "bolt.bounds", "bolt.diagnostics", "bolt.io",
         "bolt.gibbs.picard", "bolt.gibbs.mfld", "bolt.gibbs.grid", "bolt.gibbs.mala", "bolt.gibbs.refresh",
         "bolt.estimators.control_variates", "bolt.estimators.ksd", "bolt.estimators.logz", "bolt.testing",
+        "bolt.closed_forms",
         "bolt.verdicts", "bolt.dynamics", "bolt.config")]
     for mod in mods:
         for name in mod.__all__:

@@ -6,10 +6,11 @@ import pytest
 
 import bolt
 from bolt.bounds import evaluate_bounds, kl_bound, talagrand
+from bolt.closed_forms import gaussian_kl
 from bolt.errors import BoltError
 from bolt.estimators.summary import summarize
 from bolt.solve import solve
-from bolt.testing import gaussian_kl, loglog_slope
+from bolt.testing import loglog_slope
 from bolt.transport import (
     barycentric_map,
     entropic_map,

@@ -18,10 +18,11 @@ from bolt.bounds import (
     talagrand,
     w2_bound,
 )
+from bolt.closed_forms import gaussian_kl
 from bolt.estimators.summary import summarize
 from bolt.gibbs.result import SolveResult
 from bolt.solve import solve
-from bolt.testing import exact_gibbs_draws, gaussian_kl
+from bolt.testing import exact_gibbs_draws
 from bolt.verdicts import judge, verdict
 
 LINEAR = bolt.custom_activation(lambda x, w: x @ w, "linear")

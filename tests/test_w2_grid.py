@@ -7,10 +7,10 @@ import pytest
 import scipy.linalg
 
 import bolt
+from bolt.closed_forms import gaussian_w2_squared
 from bolt.errors import BoltError
 from bolt.problem.activations import custom_activation
 from bolt.solve import solve
-from bolt.testing import gaussian_w2_squared
 from bolt.transport.w2 import (
     w2_debiased,
     w2_exact,

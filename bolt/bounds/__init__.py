@@ -93,7 +93,7 @@ def oracle_inequality(key, problem, risk, risk_se, kl, kl_se, mean, cov, n: int 
     Source: µ* minimises F = ½R + (τ/β)KL. Near-tight when µ* is nearly Gaussian, so usually
     decided only with a small error bar.
     """
-    from bolt.testing import gaussian_kl
+    from bolt.closed_forms import gaussian_kl
 
     c = 2 * problem.tau / problem.beta if constant is None else constant
     mean, cov = np.asarray(mean, np.float64), np.asarray(cov, np.float64)

@@ -1,4 +1,5 @@
-"""Closed-form targets and statistical asserts shared by tests, studies and benchmarks.
+"""Statistical asserts and exact reference draws for the tests (the Gaussian closed forms bolt itself
+uses are in :mod:`bolt.closed_forms`).
 
 Tolerances are ``k`` standard errors (CLT), never tuned to a seed (STYLE.md §5).
 """
@@ -7,8 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mean_and_se", "assert_close_z", "assert_mean_close", "gaussian_kl", "gaussian_w2_squared",
-           "loglog_slope", "exact_gibbs_draws"]
+__all__ = ["mean_and_se", "assert_close_z", "assert_mean_close", "loglog_slope", "exact_gibbs_draws"]
 
 
 def mean_and_se(x, axis: int = 0):
@@ -30,21 +30,6 @@ def assert_mean_close(draws, expected, k_sigma: float = 5.0, what: str = "mean")
     """Assert the sample mean of iid ``draws`` (axis 0) is within ``k_sigma`` SE of ``expected``."""
     m, se = mean_and_se(draws)
     assert_close_z(m, expected, se, k_sigma, what)
-
-
-def gaussian_kl(mean, cov, tau: float) -> float:
-    """KL(N(m, S) ‖ N(0, τI)) = ½[tr S/τ + |m|²/τ − d − log det(S/τ)] (MATH.md §1)."""
-    m, S = np.asarray(mean, np.float64), np.atleast_2d(np.asarray(cov, np.float64))
-    d = m.shape[0]
-    sign, logdet = np.linalg.slogdet(S / tau)
-    return 0.5 * (np.trace(S) / tau + m @ m / tau - d - logdet)
-
-
-def gaussian_w2_squared(mean, cov, tau: float) -> float:
-    """W2²(N(m, S), N(0, τI)) = |m|² + tr S + dτ − 2 sqrt(τ) tr S^{1/2} (MATH.md §1)."""
-    m, S = np.asarray(mean, np.float64), np.atleast_2d(np.asarray(cov, np.float64))
-    ev = np.clip(np.linalg.eigvalsh(S), 0.0, None)
-    return float(m @ m + np.trace(S) + m.shape[0] * tau - 2.0 * np.sqrt(tau) * np.sum(np.sqrt(ev)))
 
 
 def loglog_slope(x, y) -> tuple[float, float]:

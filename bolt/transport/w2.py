@@ -248,7 +248,7 @@ def w2_gaussian(mean, cov, tau: float) -> W2:
 
     S and τI commute, so the general Gaussian formula reduces to this for any (anisotropic) S.
     """
-    from bolt.testing import gaussian_w2_squared
+    from bolt.closed_forms import gaussian_w2_squared
 
     return W2(gaussian_w2_squared(mean, cov, tau), "Gaussian closed form", None, 0.0)
 
@@ -488,7 +488,7 @@ def _w2_grid_2d(nodes, p, axes, h, tau, key, n, reps, max_exact) -> W2:
     import jax
     from scipy.special import ndtri
 
-    from bolt.testing import gaussian_w2_squared
+    from bolt.closed_forms import gaussian_w2_squared
 
     key = jax.random.PRNGKey(0) if key is None else key
     order = np.lexsort((nodes[:, 1], nodes[:, 0]))

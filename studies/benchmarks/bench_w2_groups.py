@@ -25,7 +25,7 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=32)
     ap.add_argument("--smoke", action="store_true", help="2 replications of n = 2000, d = 3")
     args = ap.parse_args(argv)
-    from bolt.testing import gaussian_w2_squared
+    from bolt.closed_forms import gaussian_w2_squared
     from bolt.transport.w2 import w2_debiased
 
     reps, n, dims = (2, 2000, (3,)) if args.smoke else (args.reps, 10_000, (3, 10))

@@ -29,7 +29,7 @@ import bolt  # noqa: E402
 from bolt.dynamics.tracking import dynamics_checks  # noqa: E402
 from bolt.estimators.summary import summarize  # noqa: E402
 from bolt.solve import solve  # noqa: E402
-from bolt.testing import loglog_slope  # noqa: E402
+from bolt.sweep.aggregate import loglog_fit  # noqa: E402
 
 TEACHER = ([[1.5]], [1.0])  # f(x) = erf(1.5 x), x ~ N(0, 1); σ = erf; d = 1
 
@@ -62,7 +62,8 @@ def measure(eps: float, c: float, steps: int, reps: int, greedy_steps: int, seed
 def fit(rows, key):
     e = np.array([r["epsilon"] for r in rows])
     y = np.array([r[key] for r in rows])
-    return loglog_slope(e, y)
+    fit = loglog_fit(e, y)  # ordinary least squares in log-log, residual SE
+    return fit["slope"], fit["slope_se"]
 
 
 def figure(rows, trajs, fits, path):
