@@ -178,6 +178,42 @@ def test_self_psi_is_shared_but_keyed_on_contents():
     np.testing.assert_allclose(pb.interaction(P, unbiased=True), (K.sum() - np.trace(K)) / (n * (n - 1)), rtol=1e-12)
 
 
+def test_problems_are_freed_and_copies_share_nothing():
+    """A problem's compiled methods and memo go with it (no JAX cache keeps it alive), and a copy or a
+    dataclasses.replace with other data never gets the original's memoised Ψ or compiled programs."""
+    import copy
+    import dataclasses
+    import gc
+    import weakref
+
+    from bolt.bounds import maurey
+    from bolt.gibbs.herding import block_gram, herd_field
+
+    refs = []
+    for _ in range(3):
+        pb = make_problem("tanh", TEACHER, inputs=SampleInputs(512), beta=1.0, tau=0.5)
+        pb.ftilde(_points(40, 3))
+        pb.self_psi(_points(41, 20))
+        refs.append(weakref.ref(pb))
+        pb = make_problem("erf", TEACHER, inputs=GaussianInputs(), beta=1.0, tau=0.5)  # herding, Maurey
+        fld = pb.field(_points(43, 80))
+        herd_field(pb, fld, 10, gram=block_gram(pb, fld, 4))
+        maurey(jax.random.PRNGKey(0), pb, _points(44, 30), sizes=(2, 4), reps=8)
+        refs.append(weakref.ref(pb))
+    del pb, fld
+    gc.collect()
+    assert all(r() is None for r in refs)
+    pb = make_problem("tanh", TEACHER, inputs=SampleInputs(512), beta=1.0, tau=0.5)
+    P = _points(42, 50)
+    v = np.asarray(pb.self_psi(P))
+    for other in (dataclasses.replace(pb, Y=2.0 * pb.Y), copy.copy(pb)):
+        other.Y = 2.0 * pb.Y
+        fresh = np.asarray(other.psi_field(P, other.field(P)))
+        np.testing.assert_allclose(other.self_psi(P), fresh, rtol=1e-13)
+        assert not np.allclose(fresh, v)
+    np.testing.assert_allclose(pb.self_psi(P), v, rtol=0)
+
+
 @pytest.mark.parametrize("inputs", [GaussianInputs(), SampleInputs(1024)])
 def test_large_n_does_not_allocate_n_by_n(inputs):
     pb = make_problem("erf", TEACHER, inputs=inputs, beta=1.0, tau=0.5)

@@ -12,13 +12,13 @@ Sources and constants: docs/bounds.md.
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bolt.problem.model import problem_jit
 from bolt.problem.spec import Realizable
 from bolt.verdicts import Verdict, verdict
 
@@ -100,7 +100,7 @@ def oracle_inequality(key, problem, risk, risk_se, kl, kl_se, mean, cov, n: int 
     L = np.linalg.cholesky(cov + 1e-12 * np.eye(len(mean)))
     draws = mean + np.asarray(jax.random.normal(key, (n, len(mean)))) @ L.T
     r_nu = float(problem.risk(jnp.asarray(draws), unbiased=True))
-    own = np.asarray(problem.self_psi(jnp.asarray(draws)))  # the pass R(ν) above made
+    own = np.asarray(problem.self_psi(jnp.asarray(draws)))  # memoised by R(ν) above
     r_nu_se = 2 * own.std(ddof=1) / np.sqrt(n)
     return verdict("oracle", risk + c * kl, r_nu + c * gaussian_kl(mean, cov, problem.tau),
                    np.hypot(risk_se, c * kl_se), r_nu_se, constant=c,
@@ -160,7 +160,7 @@ def maurey(key, problem, particles, weights=None, sizes=(2, 4, 8, 16, 32, 64), r
     return [ident, slope_v]
 
 
-@partial(jax.jit, static_argnums=(0, 6, 7))
+@problem_jit(static_argnums=(5, 6))
 def _resampled_risks(problem, P, ft, r0, cdf, key, reps: int, n: int):
     """R of ``reps`` width-``n`` networks whose neurons are drawn iid from the weighted particles."""
     u = jax.random.uniform(key, (reps, n), cdf.dtype) * cdf[-1]

@@ -72,7 +72,7 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
         lz, lz_se, lz_est = logz.value, logz.se, logz.estimator
         # R's first-order influence is 2Ψ(w; µ*). The control variate is fitted to the fixed function
         # Ψ(·; µ_K) ≈ Ψ(·; µ*): fitting it to Ψ(w; µ̂), which depends on every draw, biases R by O(1/n)
-        own = np.asarray(problem.self_psi(Pj), np.float64)  # shared with R below and with the bounds
+        own = np.asarray(problem.self_psi(Pj), np.float64)  # memoised: R below and the bounds reuse it
         fit = psi - psi_adj  # hᵀĉ, with ĉ cross-fitted on psi
         risk = float(problem.risk(Pj, unbiased=True)) - 2.0 * float(fit.mean())
         # the U-statistic's degenerate second-order term: variance 2 E[K̄²]/(n(n−1)), K̄ the doubly

@@ -19,13 +19,11 @@ studies/benchmarks/bench_field.py).
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 
 from bolt._chunk import block_size, map_rows
-from bolt.problem.model import Field, Problem
+from bolt.problem.model import Field, Problem, problem_jit
 
 __all__ = ["herd_field", "block_gram", "update_block_gram"]
 
@@ -42,14 +40,14 @@ def block_gram(problem: Problem, fld: Field, blocks: int) -> jax.Array:
     return _block_gram(problem, X, X.shape[0] // int(blocks))
 
 
-@partial(jax.jit, static_argnums=(0, 2))
+@problem_jit(static_argnums=(1,))
 def _block_gram(problem: Problem, X, n: int):
     cols = [map_rows(lambda R, Xb=X[b * n:(b + 1) * n]: jnp.sum(problem.kernel(R, Xb), 1), X,
                      block_size(n, problem.max_block)) for b in range(X.shape[0] // n)]
     return jnp.stack(cols, 1)
 
 
-@partial(jax.jit, static_argnums=(0, 3))
+@problem_jit(static_argnums=(2,))
 def update_block_gram(problem: Problem, gram: jax.Array, fld: Field, blocks: int) -> jax.Array:
     """:func:`block_gram` of ``fld`` from that of the buffer before the last mix.
 
@@ -114,7 +112,7 @@ def herd_field(problem: Problem, fld: Field, size: int, *, candidates: int | Non
     return _herd(problem, fld, int(size), c)
 
 
-@partial(jax.jit, static_argnums=(0, 2, 3))
+@problem_jit(static_argnums=(1, 2))
 def _herd(problem: Problem, fld: Field, size: int, n_cand: int):
     X, a = fld.particles, fld.weights
     stride = X.shape[0] // n_cand
@@ -125,7 +123,7 @@ def _herd(problem: Problem, fld: Field, size: int, n_cand: int):
     return _greedy(problem, fld, C, mu_c, mu_x, size)
 
 
-@partial(jax.jit, static_argnums=(0, 3, 4))
+@problem_jit(static_argnums=(2, 3))
 def _herd_gram(problem: Problem, fld: Field, gram, size: int, n_cand: int):
     X, a = fld.particles, fld.weights
     n_blk = X.shape[0] // gram.shape[1]

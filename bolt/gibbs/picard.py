@@ -231,7 +231,8 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
                    and fld.particles.shape[0] == buffer * particles)
     gram = None
     if incremental:
-        gram = (jnp.asarray(checkpoint["herd_gram"]) if checkpoint is not None and "herd_gram" in checkpoint
+        saved = checkpoint.get("herd_gram") if checkpoint is not None else None
+        gram = (jnp.asarray(saved) if saved is not None and np.shape(saved) == (fld.particles.shape[0], buffer)
                 else block_gram(problem, fld, buffer))
 
     def stopped(k):

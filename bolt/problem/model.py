@@ -19,8 +19,9 @@ the damped Picard iteration keeps a fixed shape and compiles once.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
-from functools import partial
+from functools import wraps
 from typing import NamedTuple
 
 import jax
@@ -93,9 +94,44 @@ def _check_weights(particles, weights, d: int, name: str = "particles"):
     return particles, weights
 
 
-#: The problem's evaluation methods compile as one program each (per shape), with the problem
-#: itself static (it hashes by identity): a handful of programs instead of one per array operation.
-_method_jit = partial(jax.jit, static_argnums=0)
+#: Per problem (weakly keyed: the entry goes with the problem): its compiled evaluation methods and
+#: the memo of :meth:`Problem.self_psi`. Kept out of the instance so that a copy never shares them.
+_PER_PROBLEM: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _own(problem) -> dict:
+    entry = _PER_PROBLEM.get(problem)
+    if entry is None:
+        entry = _PER_PROBLEM[problem] = {"jit": {}, "memo": {}}
+    return entry
+
+
+def problem_jit(fn=None, *, static_argnums: tuple[int, ...] = ()):
+    """``jax.jit`` for a function whose first argument is a :class:`Problem`, compiled per problem.
+
+    The problem is not a traced or static argument: each problem gets its own compiled function,
+    which refers to it weakly and is dropped with it, so compiled programs and data are freed with
+    the problem (a static ``jax.jit`` argument would keep every problem alive in JAX's caches).
+    ``static_argnums`` count the arguments after the problem. Positional arguments only.
+    """
+    if fn is None:
+        return lambda f: problem_jit(f, static_argnums=static_argnums)
+
+    @wraps(fn)
+    def call(problem, *args):
+        jitted = _own(problem)["jit"]
+        f = jitted.get(fn)
+        if f is None:
+            ref = weakref.ref(problem)
+            f = jitted[fn] = jax.jit(lambda *a: fn(ref(), *a), static_argnums=static_argnums)
+        return f(*args)
+
+    return call
+
+
+#: The problem's evaluation methods compile as one program each (per shape and problem) instead of
+#: one per array operation.
+_method_jit = problem_jit
 
 
 @dataclass(eq=False)
@@ -130,7 +166,6 @@ class Problem:
     _linear_a: Array | None = field(default=None, repr=False)
     _realizable: RealizableRule | None = field(default=None, repr=False)
     _r0: float | None = field(default=None, repr=False)
-    _self_psi_memo: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -281,8 +316,9 @@ class Problem:
         return map_rows(block, W, block_size(X.shape[0], self.max_block))
 
     def self_psi(self, particles: Array, weights: Array | None = None) -> Array:
-        """Ψ(w_i; µ) at µ's own atoms, µ = Σ_i a_i δ_{w_i}: the one ``n × n`` kernel pass behind
-        ``∫∫K dµ dµ``, the risk and the estimators' influence functions.
+        """Ψ(w_i; µ) at µ's own atoms, µ = Σ_i a_i δ_{w_i}: behind ``∫∫K dµ dµ``, the risk and the
+        estimators' influence functions (on the arcsine route one ``n × n`` kernel pass; on the
+        expectation route ``O(n · n_x)``).
 
         Outside ``jit`` the result is memoised on the arrays' contents (the last two measures), so the
         summary, the bounds and the risk of the same draws share one evaluation.
@@ -298,9 +334,11 @@ class Problem:
             h.update(f"{a.shape}{a.dtype}".encode())
             h.update(np.ascontiguousarray(a).tobytes())
         key = h.hexdigest()
-        memo = self._self_psi_memo
+        memo = _own(self)["memo"]
         if key not in memo:
             value = self.psi_field(particles, self.field(particles, weights))
+            if isinstance(value, jax.core.Tracer):  # traced all the same (e.g. a tracer among the weights)
+                return value
             if len(memo) >= 2:
                 memo.pop(next(iter(memo)))
             memo[key] = value

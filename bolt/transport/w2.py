@@ -206,7 +206,8 @@ def _ot(x, y, wx, wy):
 
 def _solve_all(jobs):
     """``_ot`` of every ``(x, y, wx, wy)`` job, in order; exact solves run on one thread per core
-    (POT's network simplex releases the GIL: the result is the same, the wall time ÷ cores)."""
+    (POT's network simplex releases the GIL: the result is the same, the wall time ÷ cores), or on
+    ``OMP_NUM_THREADS`` threads where that is set (a `bolt sweep` worker sets 1)."""
     import os
 
     if len(jobs) < 2 or jobs[0][0].shape[1] == 1:  # 1-D quantiles take milliseconds
@@ -214,6 +215,10 @@ def _solve_all(jobs):
     from concurrent.futures import ThreadPoolExecutor
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        cores = min(cores, int(os.environ.get("OMP_NUM_THREADS", cores)))
+    except ValueError:
+        pass
     with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), cores))) as pool:
         return list(pool.map(lambda j: _ot(*j), jobs))
 
