@@ -6,7 +6,7 @@ exact monotone map T = F_µ*⁻¹ ∘ F_γ and measures, for W_1..W_N iid γ_τ,
 ``run.py`` (mean over replicates ± SE), with the same random stream in the same order — so on the
 same grid it reproduces ``run.py``'s numbers exactly.
 
-Usage: python studies/lazy_training/from_sweep.py DIR [--smoke] [--out OUT]
+Usage: python studies/lazy_training/from_sweep.py DIR [--smoke] [--out OUT] [--from-results]
 """
 
 from __future__ import annotations
@@ -57,8 +57,20 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sweep_dir", help="a directory written by bolt sweep (sweep.toml or smoke.toml of this study)")
     ap.add_argument("--smoke", action="store_true", help="run.py --smoke's sizes: N in (50, 200), 4 replicates")
-    ap.add_argument("--out", default=None, help="where results.json goes (default: SWEEP_DIR)")
+    ap.add_argument("--out", default=None, help="where results.json and lazy_training.png go (default: SWEEP_DIR)")
+    ap.add_argument("--from-results", action="store_true",
+                    help="only draw lazy_training.png from OUT/results.json (no measurement)")
     args = ap.parse_args(argv)
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from run import plot  # run.py's figure, for the same rows
+
+    if args.from_results:
+        out = Path(args.out or args.sweep_dir)
+        plot(load_json(out / "results.json"), out / "lazy_training.png")
+        print(f"wrote {out / 'lazy_training.png'}")
+        return None
     t0 = time.time()
     ns, reps = ([50, 200], 4) if args.smoke else ([100, 1000, 4000], 20)
     sweep = Path(args.sweep_dir)
@@ -75,7 +87,8 @@ def main(argv=None):
         print(f"tau {r['tau']:>5} beta {r['beta']:>6} N {r['N']:>5} | mean|T(W)-W| {r['mean_displacement']:.4f} ± "
               f"{r['mean_displacement_se']:.4f} | ||f-f_N(T(W))||^2 {r['risk_transported']:.4f} ± "
               f"{r['risk_transported_se']:.4f} | R(mu*) {r['risk_mu_star']:.4f}")
-    print(f"runtime {time.time() - t0:.1f} s; results in {out / 'results.json'}")
+    plot(rows, out / "lazy_training.png")
+    print(f"runtime {time.time() - t0:.1f} s; results in {out / 'results.json'} and {out / 'lazy_training.png'}")
     return rows
 
 
