@@ -139,3 +139,12 @@ def test_summarize_field_noise_se_matches_quadrature():
     # sd(g) from 400 x 4000 draws has a few per cent of Monte Carlo error; ESS ≈ n for iid draws
     np.testing.assert_allclose(s["kl_field_se"], bt**2 * sd_g * np.sqrt(sa2), rtol=0.15)
     np.testing.assert_allclose(s["risk_field_se"], 2 * bt * sd_g * np.sqrt(sa2), rtol=0.15)
+    # correlated draws: each of 1000 draws repeated 4 times in a row, as 4 chains of 1000; their ESS is
+    # about n/4 and the field's share of the variance grows by n/ESS (µ_K is built from draws as
+    # correlated as these), i.e. the SE by about 2
+    rep = np.repeat(x[:1000], 4, axis=0)
+    res4 = SolveResult("picard-mala", rep, np.full(4000, 1 / 4000), g.field, True, 1,
+                       settings=dict(damping=0.5, particles=2000, buffer=4), chains=rep.reshape(4, 1000, 1))
+    s4 = summarize(jax.random.PRNGKey(0), pb, res4, logz_samples=20_000)
+    assert 500 < s4["ess"] < 1600, s4["ess"]
+    np.testing.assert_allclose(s4["kl_field_se"], bt**2 * sd_g * np.sqrt(sa2 * 4000 / s4["ess"]), rtol=0.2)
