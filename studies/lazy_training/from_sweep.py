@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -26,31 +27,18 @@ import numpy as np  # noqa: E402
 
 from bolt.config import load_config, problem_from_config  # noqa: E402
 from bolt.io import load_json, load_results  # noqa: E402
-from bolt.transport import lazy_training, monotone_map_1d  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from run import measure_map, plot  # noqa: E402  (run.py's measurement and figure)
 
 
 def measure_point(point_dir: Path, ns, reps, rng) -> list[dict]:
     """run.py's measurement on one point directory (µ* from its results.nc)."""
     cfg = load_config(point_dir / "config.toml")
-    pb = problem_from_config(cfg)
-    tau, beta = cfg["regularization"]["tau"], cfg["regularization"]["beta"]
     idata = load_results(point_dir / "results.nc")
     P = np.asarray(idata.particles["particles"].values)
     w = np.asarray(idata.particles["weights"].values)
-    T = monotone_map_1d(tau, P[:, 0], w)
-    risk_star = float(pb.risk(P, w))
-    rows = []
-    for n in ns:
-        vals = []
-        for _ in range(reps):
-            W = np.sqrt(tau) * rng.normal(size=(n, 1))
-            vals.append(lazy_training(pb, W, T(W[:, 0])[:, None]))
-        row = {"beta": beta, "tau": tau, "N": n, "risk_mu_star": risk_star}
-        for k in vals[0]:
-            v = np.array([x[k] for x in vals])
-            row[k], row[k + "_se"] = float(v.mean()), float(v.std(ddof=1) / np.sqrt(reps))
-        rows.append(row)
-    return rows
+    return measure_map(problem_from_config(cfg), P, w, ns, reps, rng)
 
 
 def main(argv=None):
@@ -61,11 +49,6 @@ def main(argv=None):
     ap.add_argument("--from-results", action="store_true",
                     help="only draw lazy_training.png from OUT/results.json (no measurement)")
     args = ap.parse_args(argv)
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from run import plot  # run.py's figure, for the same rows
-
     if args.from_results:
         out = Path(args.out or args.sweep_dir)
         plot(load_json(out / "results.json"), out / "lazy_training.png")
