@@ -129,11 +129,6 @@ def problem_jit(fn=None, *, static_argnums: tuple[int, ...] = ()):
     return call
 
 
-#: The problem's evaluation methods compile as one program each (per shape and problem) instead of
-#: one per array operation.
-_method_jit = problem_jit
-
-
 @dataclass(eq=False)
 class Problem:
     """A two-layer mean-field problem: unit σ, input law π, target f, and β, τ.
@@ -238,7 +233,7 @@ class Problem:
         return Field(parts, wts / jnp.sum(wts), old.fhat)
 
     # ------------------------------------------------------------------ f̃, K, Ψ
-    @_method_jit
+    @problem_jit  # one program per method (per shape), not one per array operation
     def ftilde(self, W: Array) -> Array:
         """f̃(w) = −E_π[f(X) σ(X; w)] for rows of ``W`` ``(m, d)``."""
         W = jnp.asarray(W)
@@ -254,7 +249,7 @@ class Problem:
         X = self.X.astype(W.dtype)
         return -map_rows(lambda B: self.sigma(X, B).T @ Y, W, block_size(X.shape[0], self.max_block)) / X.shape[0]
 
-    @_method_jit
+    @problem_jit
     def kernel(self, W: Array, V: Array) -> Array:
         """K(w, v) = E_π[σ(X; w) σ(X; v)] as an ``(m, k)`` matrix (small inputs only)."""
         W, V = jnp.asarray(W), jnp.asarray(V)
@@ -263,7 +258,7 @@ class Problem:
         X = self.X.astype(W.dtype)
         return self.sigma(X, W).T @ self.sigma(X, V) / X.shape[0]
 
-    @_method_jit
+    @problem_jit
     def kernel_diag(self, W: Array) -> Array:
         """K(w_i, w_i) for rows of ``W``."""
         W = jnp.asarray(W)
@@ -279,7 +274,7 @@ class Problem:
         return sum_over_rows(lambda P, a: self.sigma(X, P) @ a, particles, weights,
                              block_size(X.shape[0], self.max_block))
 
-    @_method_jit
+    @problem_jit
     def psi_field(self, W: Array, fld: Field) -> Array:
         """Ψ(w; µ) for rows of ``W`` ``(m, d)``, µ given by its :class:`Field`."""
         W = jnp.asarray(W)
@@ -291,7 +286,7 @@ class Problem:
         r = (fld.fhat - self.Y).astype(W.dtype)
         return map_rows(lambda B: self.sigma(X, B).T @ r, W, block_size(X.shape[0], self.max_block)) / X.shape[0]
 
-    @_method_jit
+    @problem_jit
     def grad_psi_field(self, W: Array, fld: Field) -> Array:
         """∇_w Ψ(w; µ) for rows of ``W`` ``(m, d)``: an ``(m, d)`` array."""
         W = jnp.asarray(W)
@@ -400,13 +395,13 @@ class Problem:
         """F(µ) = ½ R(µ) + (τ/β) KL(µ‖γ_τ) from a risk and a KL value."""
         return 0.5 * risk + (self.tau / self.beta) * kl
 
-    @_method_jit
+    @problem_jit
     def log_density(self, W: Array, fld: Field) -> Array:
         """Unnormalised log-density of Γ(µ): ``−|w|²/(2τ) − (β/τ) Ψ(w; µ)``."""
         W = jnp.asarray(W)
         return -jnp.sum(W * W, -1) / (2.0 * self.tau) - (self.beta / self.tau) * self.psi_field(W, fld)
 
-    @_method_jit
+    @problem_jit
     def score(self, W: Array, fld: Field) -> Array:
         """∇ log-density of Γ(µ): ``−w/τ − (β/τ) ∇Ψ(w; µ)``."""
         W = jnp.asarray(W)
