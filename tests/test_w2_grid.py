@@ -237,9 +237,10 @@ def test_debiased_threads_give_the_serial_answer(monkeypatch):
 
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=(480, 3)) + 0.3, 0.8 * rng.normal(size=(480, 3))
-    many = w2_debiased(x, y, max_exact=60)[0]  # 8 groups: 8 cross and 8 self solves
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    many = w2_debiased(x, y, max_exact=60)[0]  # 8 groups: 8 cross and 8 self solves on 4 threads
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     one = w2_debiased(x, y, max_exact=60)[0]
     assert "8 groups of 60" in many.estimator
     assert (many.w2_squared, many.se) == (one.w2_squared, one.se)
