@@ -93,9 +93,11 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, d: dict) -> Verdict:
-        """Inverse of :meth:`as_dict` (unknown keys are ignored)."""
+        """Inverse of :meth:`as_dict` (unknown keys are ignored; JSON's ``null`` for a number is ``nan``,
+        which is how :func:`bolt.io.write_json` stores it)."""
         fields = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in d.items() if k in fields})
+        numbers = ("lhs", "rhs", "constant", "lhs_se", "rhs_se", "margin_se")
+        return cls(**{k: (_num(v) if k in numbers else v) for k, v in d.items() if k in fields})
 
 
 def judge(lhs, rhs, lhs_se=0.0, rhs_se=0.0, *, kind: str = "le", k: float = K_SIGMA) -> tuple[str, float, str]:

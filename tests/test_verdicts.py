@@ -46,6 +46,23 @@ def test_judge_three_outcomes_and_margin():
     assert verdict("r", 0.3, 2.0, 0.01, kind="rate").outcome == "rate"
 
 
+def test_verdicts_survive_bounds_json_with_undefined_margins(tmp_path, capsys):
+    """NaN is stored as JSON null; reading it back gives NaN again, and the CLI's table prints it."""
+    from bolt.commands import print_bounds
+    from bolt.io import load_bounds, write_json
+    from bolt.verdicts import Verdict
+
+    vs = [verdict("c", 0.3, 2.0, 0.01, kind="rate"), verdict("k", 1.0, 2.0, 0.1, constant=0.5),
+          verdict("u", float("nan"), 1.0)]
+    write_json(tmp_path / "bounds.json", [v.as_dict() for v in vs])
+    back = [Verdict.from_dict(d) for d in load_bounds(tmp_path / "bounds.json")]
+    assert math.isnan(back[0].margin_se) and math.isnan(back[2].lhs) and math.isnan(back[2].margin_se)
+    assert back[1] == vs[1]
+    print_bounds(back)
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 4 and out[2].endswith("+10.0 SE") and out[1].split()[-1] == "rate"
+
+
 # ------------------------------------------------------------------ each formula, hand-chosen inputs
 
 @pytest.fixture(scope="module")
