@@ -35,7 +35,6 @@ horizon = 4.0
 tolerance = 0.3
 [output]
 report = false
-bounds = false
 """)
     r = _bolt("run", str(cfg), "--out", str(d / "out"))
     return d / "out", r
@@ -45,6 +44,8 @@ def test_run_writes_outputs(small_run):
     out, r = small_run
     assert r.returncode == 0, r.stderr
     assert "free energy" in r.stdout and "Traceback" not in r.stderr
+    # the bounds table, read back from bounds.json (whose undefined margins are JSON nulls)
+    assert "bounds (MATH.md" in r.stdout and "corollary_a" in r.stdout
     summary = json.loads((out / "summary.json").read_text())
     for key in SUMMARY_KEYS:
         assert key in summary, key
