@@ -370,6 +370,22 @@ def test_ksd_matches_brute_force_double_sum(d):
             np.testing.assert_allclose(got, ref, rtol=1e-10)
 
 
+@pytest.mark.parametrize("d", [1, 3])
+def test_ksd_score_noise_terms_are_the_exact_change_of_the_statistic(d):
+    """KSD² is quadratic in the score, so with every multiplier 1 the score-noise terms that
+    ``ksd_test(score_noise=...)`` adds to its bootstrap are exactly ``KSD²(s + δ) − KSD²(s)``."""
+    from bolt.estimators.ksd import _score_noise_terms
+
+    rng = np.random.default_rng(70 + d)
+    n = 40
+    X, S = rng.standard_normal((n, d)), -rng.standard_normal((n, d))
+    D = 0.3 * rng.standard_normal((n, d, 2))
+    for c, beta in ((1.0, -0.5), (0.7, -0.3)):
+        got = np.asarray(_score_noise_terms(jnp.asarray(X), jnp.asarray(S), jnp.ones((n, 2)), jnp.asarray(D), c, beta))
+        want = [(_ksd2(X, S + D[:, :, b], c, beta) - _ksd2(X, S, c, beta)) * n * (n - 1) for b in range(2)]
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
 def _ksd2(X, S, c=1.0, beta=-0.5):
     """The signed U-statistic KSD² (vectorised form of :func:`_stein_kernel_sum`, numpy float64)."""
     X, S = np.asarray(X, np.float64), np.asarray(S, np.float64)

@@ -1,5 +1,7 @@
 """The problem model against closed forms and Monte Carlo (MATH.md §1)."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,6 +106,21 @@ def test_two_routes_agree_for_erf_gaussian():
     gterms = (resid[:, None] * dsig)[:, :, None] * sample.X[:, None, :]
     _, gse = mean_and_se(gterms)
     assert_close_z(sample.grad_psi(W, P), closed.grad_psi(W, P), gse, what="grad psi routes")
+
+
+@pytest.mark.parametrize("inputs", [None, "sample"])
+def test_kernel_grad_sums_are_grad_psi_of_signed_measures(inputs):
+    """``kernel_grad_sums(W, V, C)[:, :, b]`` is ∇Ψ(·; Σ_l C_lb δ_{v_l}) without f̃, on both routes, with
+    more rows than one chunk."""
+    kw = {} if inputs is None else dict(inputs=SampleInputs(512), seed=1)
+    pb = make_problem("erf", TEACHER, beta=1.0, tau=0.5, **kw)
+    W, V = _points(20, 300), _points(21, 40)
+    C = np.asarray(jax.random.normal(jax.random.PRNGKey(22), (40, 3)))
+    zero = pb.grad_psi_field(W, pb.field(V, np.zeros(40)))
+    want = np.stack([pb.grad_psi_field(W, pb.field(V, C[:, b])) - zero for b in range(3)], -1)
+    np.testing.assert_allclose(pb.kernel_grad_sums(W, V, C), want, rtol=1e-10, atol=1e-12)
+    small = dataclasses.replace(pb, max_block=64)  # several row chunks
+    np.testing.assert_allclose(small.kernel_grad_sums(W, V, C), want, rtol=1e-10, atol=1e-12)
 
 
 def test_kernel_is_psd():

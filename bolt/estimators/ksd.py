@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from bolt._chunk import block_size, sum_over_rows
 
-__all__ = ["ksd", "ksd_squared", "ksd_test", "KSDTest", "stein_kernel_block"]
+__all__ = ["ksd", "ksd_squared", "ksd_test", "KSDTest", "stein_kernel_block", "chain_multipliers"]
 
 
 def stein_kernel_block(Xb, Sb, X, S, *, c: float = 1.0, power: float = -0.5):
@@ -21,6 +21,12 @@ def stein_kernel_block(Xb, Sb, X, S, *, c: float = 1.0, power: float = -0.5):
     .. math:: k_p(x,y) = s(x)^\top s(y) k + s(x)^\top\nabla_y k + s(y)^\top\nabla_x k
        + \nabla_x\cdot\nabla_y k,\quad k(x,y) = (c^2 + |x-y|^2)^{\beta_k}
     """
+    return _stein_parts(Xb, Sb, X, S, c, power)[0]
+
+
+def _stein_parts(Xb, Sb, X, S, c, power):
+    """``k_p``, the base kernel ``k`` and ``h(x_i, x_j) = s(x_j) k + ∇_{x_j} k`` (``(b, n, d)``): ``k_p``
+    moves by ``δ(x)ᵀh(x, y) + δ(y)ᵀh(y, x) + δ(x)ᵀδ(y) k`` when the score moves by ``δ``."""
     d = X.shape[1]
     c2, b = c * c, power
     diff = Xb[:, None, :] - X[None, :, :]
@@ -32,7 +38,8 @@ def stein_kernel_block(Xb, Sb, X, S, *, c: float = 1.0, power: float = -0.5):
     term2 = -jnp.sum(Sb[:, None, :] * diff, -1) * dk
     term3 = jnp.sum(S[None, :, :] * diff, -1) * dk
     trace = -2 * b * (d * base ** (b - 1) + 2 * (b - 1) * r2 * base ** (b - 2))
-    return term1 + term2 + term3 + trace
+    h = S[None, :, :] * k[:, :, None] - dk[:, :, None] * diff
+    return term1 + term2 + term3 + trace, k, h
 
 
 def _stein_diag(S, d: int, c: float, power: float):
@@ -94,8 +101,26 @@ class KSDTest(NamedTuple):
     p_value: jax.Array
 
 
+def chain_multipliers(key, n: int, n_boot: int, *, chains: int = 1, correlation=None, dtype=jnp.float64):
+    """Bootstrap multipliers ``(n, n_boot)`` of mean 0 and variance 1: Rademacher for independent
+    samples (``correlation=None``), else a Gaussian AR(1) process with lag-one correlation
+    ``correlation`` within each of ``chains`` consecutive blocks (the Markov-chain wild bootstrap)."""
+    if correlation is None:
+        return jax.random.rademacher(key, (n, n_boot), dtype)
+    per = n // chains
+    eps = jax.random.normal(key, (chains, per, n_boot), dtype)
+    rho = jnp.asarray(correlation, dtype)
+
+    def ar(prev, e):
+        nxt = rho * prev + jnp.sqrt(1 - rho**2) * e
+        return nxt, nxt
+
+    _, E = jax.lax.scan(ar, eps[:, 0], jnp.swapaxes(eps[:, 1:], 0, 1))
+    return jnp.concatenate([eps[:, :1], jnp.swapaxes(E, 0, 1)], 1).reshape(n, n_boot)
+
+
 def ksd_test(key, samples, scores, *, chains: int = 1, correlation=None, n_boot: int = 500,
-             c: float = 1.0, power: float = -0.5) -> KSDTest:
+             score_noise=None, c: float = 1.0, power: float = -0.5) -> KSDTest:
     r"""Test ``samples ~ p`` with the KSD U-statistic and a wild bootstrap of its null distribution.
 
     Under the null the U-statistic is degenerate; its law is reproduced by
@@ -103,32 +128,46 @@ def ksd_test(key, samples, scores, *, chains: int = 1, correlation=None, n_boot:
     variance 1. For independent samples (``correlation=None``) ``e`` is Rademacher; for MCMC draws
     laid out as ``chains`` consecutive blocks, ``e`` is a Gaussian AR(1) process within each chain
     with lag-one correlation ``correlation`` (a traced scalar in [0, 1); the Markov-chain wild
-    bootstrap), so the null's width
-    includes the draws' autocorrelation. The test is scale-free: the statistic and its null scale
-    together with the score.
+    bootstrap), so the null's width includes the draws' autocorrelation. The test is scale-free:
+    the statistic and its null scale together with the score.
+
+    ``score_noise`` ``(n, d, n_boot)``, when given, are bootstrap replicates ``δ_b`` of the error of
+    ``scores`` itself (a score estimated from other random draws, e.g. the Gibbs measure of an
+    empirical field, :func:`bolt.gibbs.picard`). The statistic then carries that error's
+    contribution ``(1/(n(n−1))) Σ_{i≠j} [2 δ(x_i)ᵀ h(x_i, x_j) + δ(x_i)ᵀ δ(x_j) k(x_i, x_j)]``
+    (``h(x, y) = s(y) k + ∇_y k``), whose mean is positive: a test that leaves it out rejects a true
+    null far more often than its level. Each bootstrap replicate adds the same terms with ``δ_b``
+    and the multipliers ``e`` on ``h``'s second argument.
 
     Returns:
       :class:`KSDTest` with the statistic, the null's 95 % quantile (the *noise floor*) and the
       p-value ``(1 + #{B ≥ T}) / (n_boot + 1)``.
     """
     X, S = jnp.asarray(samples), jnp.asarray(scores)
-    n = X.shape[0]
-    if correlation is None:
-        E = jax.random.rademacher(key, (n, n_boot), X.dtype)
-    else:
-        per = n // chains
-        eps = jax.random.normal(key, (chains, per, n_boot), X.dtype)
-        rho = jnp.asarray(correlation, X.dtype)
-
-        def ar(prev, e):
-            nxt = rho * prev + jnp.sqrt(1 - rho**2) * e
-            return nxt, nxt
-
-        _, E = jax.lax.scan(ar, eps[:, 0], jnp.swapaxes(eps[:, 1:], 0, 1))
-        E = jnp.concatenate([eps[:, :1], jnp.swapaxes(E, 0, 1)], 1).reshape(n, n_boot)
+    n, d = X.shape
+    E = chain_multipliers(key, n, n_boot, chains=chains, correlation=correlation, dtype=X.dtype)
     ones = jnp.ones((n, 1), X.dtype)
     total, diag = _quadratic_forms(X, S, jnp.concatenate([ones, E], 1), c, power)
     stats = (total - diag) / (n * (n - 1))
     t, boot = stats[0], stats[1:]
+    if score_noise is not None:
+        boot = boot + _score_noise_terms(X, S, E, jnp.asarray(score_noise, X.dtype), c, power) / (n * (n - 1))
     p = (1.0 + jnp.sum(boot >= t)) / (n_boot + 1.0)
     return KSDTest(t, jnp.quantile(boot, 0.95), p)
+
+
+def _score_noise_terms(X, S, E, D, c, power):
+    """``Σ_{i≠j} [2 D_iᵀ h_ij e_j + D_iᵀ D_j k_ij]`` for every bootstrap column (``D`` is ``(n, d, B)``), chunked."""
+    n, d = X.shape
+    nb = E.shape[1]
+    rows = jnp.concatenate([X, S, E, D.reshape(n, d * nb)], 1)
+    cdiag = (c * c) ** power  # k(x, x)
+
+    def block(r, w):
+        Xb, Sb, Eb, Db = r[:, :d], r[:, d:2 * d], r[:, 2 * d:2 * d + nb], r[:, 2 * d + nb:].reshape(-1, d, nb)
+        _, k, h = _stein_parts(Xb, Sb, X, S, c, power)
+        he = jnp.einsum("ijd,jb->idb", h, E) - Sb[:, :, None] * cdiag * Eb[:, None, :]  # Σ_{j≠i} h_ij e_j
+        kd = jnp.einsum("ij,jdb->idb", k, D) - cdiag * Db  # Σ_{j≠i} k_ij D_j
+        return jnp.sum(w[:, None, None] * Db * (2.0 * he + kd), (0, 1))
+
+    return sum_over_rows(block, rows, jnp.ones(n, X.dtype), block_size(d * (n + nb), 1 << 22))

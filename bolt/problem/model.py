@@ -339,6 +339,36 @@ class Problem:
             memo[key] = value
         return memo[key]
 
+    @problem_jit
+    def kernel_grad_sums(self, W: Array, V: Array, C: Array) -> Array:
+        """``Σ_l C[l, b] ∇_w K(w_i, v_l)`` for rows ``w_i`` of ``W`` ``(m, d)``, centres ``V`` ``(k, d)`` and
+        several coefficient columns ``C`` ``(k, B)`` at once: an ``(m, d, B)`` array.
+
+        ``∇_w Ψ(w; ν)`` without its f̃ part, for ``B`` signed measures ``ν_b = Σ_l C[l, b] δ_{v_l}`` on the
+        same atoms (e.g. bootstrap replicates of a field's noise). One forward-mode derivative per
+        coordinate of ``W ↦ K(W, V) C``, chunked over rows.
+        """
+        W, V = jnp.asarray(W), jnp.asarray(V)
+        C = jnp.asarray(C, W.dtype)
+        if self.route == "arcsine":
+            def sums(B):
+                return arcsine_kernel(B, V.astype(W.dtype)) @ C
+            other = V.shape[0] + C.shape[1]
+        else:
+            X = self.X.astype(W.dtype)
+            F = self.sigma(X, V.astype(W.dtype)) @ C / X.shape[0]  # (n_x, B)
+
+            def sums(B):
+                return self.sigma(X, B).T @ F
+            other = X.shape[0] + C.shape[1]
+
+        def block(B):
+            eye = jnp.eye(self.d, dtype=W.dtype)
+            cols = [jax.jvp(sums, (B,), (jnp.broadcast_to(eye[k], B.shape),))[1] for k in range(self.d)]
+            return jnp.stack(cols, 1)
+
+        return map_rows(block, W, block_size(other, self.max_block))
+
     def psi(self, W: Array, particles: Array, weights: Array | None = None) -> Array:
         """Ψ(w; µ) = f̃(w) + ∫K(w, v) µ(dv) for µ = Σ a_i δ_{w_i}."""
         return self.psi_field(W, self.field(particles, weights))
