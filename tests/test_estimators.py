@@ -60,12 +60,13 @@ def test_control_variate_standard_error_is_calibrated():
 def test_ksd_test_null_and_power_are_scale_free():
     """Exact draws of N(0, σ²): p-values not small (uniform under the null); a wrong variance is rejected,
     at two scales of the score."""
+    test = jax.jit(lambda k, X, S: ksd_test(k, X, S).p_value)
     for sigma in (0.3, 3.0):
         rejected_null, rejected_alt = 0, 0
         for seed in range(20):
             X = sigma * jax.random.normal(jax.random.PRNGKey(seed), (400, 1))
-            rejected_null += float(ksd_test(jax.random.PRNGKey(100 + seed), X, -X / sigma**2).p_value) < 0.01
-            rejected_alt += float(ksd_test(jax.random.PRNGKey(100 + seed), X, -X / (2 * sigma) ** 2).p_value) < 0.01
+            rejected_null += float(test(jax.random.PRNGKey(100 + seed), X, -X / sigma**2)) < 0.01
+            rejected_alt += float(test(jax.random.PRNGKey(100 + seed), X, -X / (2 * sigma) ** 2)) < 0.01
         assert rejected_null <= 3 and rejected_alt >= 15, (sigma, rejected_null, rejected_alt)
     X = jax.random.normal(jax.random.PRNGKey(0), (300, 2))
     np.testing.assert_allclose(float(ksd_test(jax.random.PRNGKey(1), X, -X).statistic), float(ksd_squared(X, -X)),

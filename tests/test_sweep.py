@@ -262,8 +262,10 @@ def test_every_study_sweep_file_is_valid():
         assert spec.points and spec.steps[0] == "run", f
 
 
-@pytest.mark.parametrize("study", GRID_SMOKES + [pytest.param("w2_talagrand", marks=pytest.mark.slow),  # d = 2: 40 s
-                                   pytest.param("solver_agreement", marks=pytest.mark.slow)])
+# two of the grid studies in the default suite, the rest (and the heavier ones) under the slow marker
+@pytest.mark.parametrize("study", GRID_SMOKES[:2] + [pytest.param(s, marks=pytest.mark.slow) for s in GRID_SMOKES[2:]]
+                         + [pytest.param("w2_talagrand", marks=pytest.mark.slow),  # d = 2: 40 s
+                            pytest.param("solver_agreement", marks=pytest.mark.slow)])
 def test_study_smoke_sweep_runs(study, tmp_path):
     from bolt.sweep import run_sweep
 
