@@ -115,7 +115,7 @@ def test_fixed_point_test_is_calibrated_at_the_exact_fixed_point():
     5 %. Without the field's score noise in the null (or with it at 1/(β/τ) of its size) the mean
     was 0.42 and 12 % fell below 5 %; at twice its size, 0.62. Draws of Γ(γ_τ), not a fixed point,
     are rejected."""
-    from bolt.gibbs.picard import fixed_point_test
+    from bolt.gibbs.stopping import fixed_point_test
 
     pb = bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=4.0, tau=0.25)
     star = solve(pb, "grid", grid_points=201).field

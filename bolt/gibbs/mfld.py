@@ -9,8 +9,9 @@ for γ_τ at any step size:
 The interaction is evaluated with the problem's chunked routes (no N×N matrix on the expectation
 route; row blocks on the arcsine route). Steps run in a jitted ``lax.scan`` per block; β, τ and h are
 traced, so one compilation serves the whole run. After each block the trace records R(µ̂_N) and the
-KSD test of the particles against their own Gibbs measure Γ(µ̂_N) (signed KSD², its wild-bootstrap
-noise floor and p-value, :func:`~bolt.estimators.ksd.ksd_test`); the run is converged when, over the
+KSD test of half of the particles against the Gibbs measure of the other half (signed KSD², its
+wild-bootstrap noise floor, which carries that half's Monte Carlo error, and p-value,
+:func:`~bolt.gibbs.stopping.fixed_point_test`); the run is converged when, over the
 last quarter of the horizon, the risk is flat (its drift within 3 standard errors of the block-to-block
 noise) and the p-value is at least ``tolerance`` in the last two blocks.
 
@@ -39,11 +40,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from bolt.errors import BoltError
-from bolt.estimators.ksd import ksd_test
 from bolt.gibbs._progress import count_compilations, progress
 from bolt.gibbs.refresh import gibbs_draws
 from bolt.gibbs.result import SolveResult
 from bolt.gibbs.sharding import constrain_rows, row_sharding, shard_rows
+from bolt.gibbs.stopping import fixed_point_test
 from bolt.problem.model import Problem
 
 __all__ = ["solve_mfld", "build_step"]
@@ -101,14 +102,10 @@ def solve_mfld(key, problem: Problem, *, particles: int = 2000, step_size: float
     def run_block(key, W, beta, tau, h):
         return jax.lax.scan(lambda w, k: (step(k, w, beta, tau, h), None), W, jax.random.split(key, steps))[0]
 
-    stride = max(1, particles // 1000)
-
     @jax.jit
     def diagnose(key, W):
         W = W.astype(jnp.float64)
-        fld = problem.field(W)
-        sub = W[::stride]
-        return ksd_test(key, sub, problem.score(sub, fld)), problem.risk(W)
+        return fixed_point_test(key, problem, W[:, None, :]), problem.risk(W)
 
     settings = dict(method="mfld", particles=particles, step_size=h, horizon=horizon, tolerance=tolerance,
                     blocks=blocks, steps_per_block=steps, precision=precision,

@@ -9,7 +9,7 @@ from the previous chains' last state (positions, step size, mass matrix).
 
 Stopping: the residual is the squared kernel Stein discrepancy (signed U-statistic) of the draws of
 half of the chains against the score of Γ(µ̂), ``s(w) = −w/τ − (β/τ)∇Ψ(w; µ̂)``, µ̂ the draws of the
-other half (MATH.md §2; :func:`fixed_point_test`), tested against its own null distribution (a
+other half (MATH.md §2; :func:`~bolt.gibbs.stopping.fixed_point_test`), tested against its own null distribution (a
 Markov-chain wild bootstrap that also carries µ̂'s Monte Carlo error,
 :func:`~bolt.estimators.ksd.ksd_test`): the solve has converged when the p-value is at least
 ``tolerance`` in two successive iterations. Statistic and null scale together with the score, so
@@ -34,16 +34,16 @@ from numpyro.infer import MCMC, NUTS
 
 from bolt._faults import fault_point
 from bolt.errors import BoltError
-from bolt.estimators.ksd import chain_multipliers, ksd_test
 from bolt.gibbs._progress import count_compilations, progress
 from bolt.gibbs.herding import block_gram, herd_field, update_block_gram
 from bolt.gibbs.mala import MALA
 from bolt.gibbs.result import SolveResult
 from bolt.gibbs.sharding import constrain_rows, row_sharding
+from bolt.gibbs.stopping import fixed_point_test
 from bolt.problem.model import Field, Problem
 from bolt.transport.w2 import w2_sliced
 
-__all__ = ["solve_picard", "gibbs_model", "fixed_point_test"]
+__all__ = ["solve_picard", "gibbs_model"]
 
 TRACE_KEYS = ("residual", "residual_floor", "p_value", "w2_successive", "risk", "kl", "log_z", "free_energy",
               "accept_prob", "field_mmd_ratio")
@@ -335,44 +335,6 @@ def _shard_chains(state, sharding, chains: int):
     if sharding is None:
         return state
     return jax.tree.map(lambda x: constrain_rows(x, sharding) if jnp.ndim(x) and x.shape[0] == chains else x, state)
-
-
-def fixed_point_test(key, problem: Problem, chain_draws, *, max_tested: int = 1000, n_boot: int = 300):
-    """The stopping rule's test that draws ``(chain, draw, d)`` of Γ(µ_k) are a fixed point: do the
-    draws of one half of the chains fit Γ(µ̂), µ̂ the empirical measure of the other half?
-
-    The halves are independent, so the score of Γ(µ̂) differs from that of Γ(µ) only by µ̂'s own
-    Monte Carlo error; :func:`~bolt.estimators.ksd.ksd_test` carries that error into its null
-    through bootstrap replicates of it (AR(1) multipliers on the field's chains), so at a fixed point
-    the p-value is uniform. (Testing the draws against their *own* field, which contains them,
-    rejects a true fixed point about 20 % of the time at the 5 % level.) One chain is split in time.
-    At most ``max_tested`` draws of the tested half are used (every few draws of each chain).
-    """
-    C, n, d = chain_draws.shape
-    if C >= 2:
-        tested, fieldd = chain_draws[: C // 2], chain_draws[C // 2:]
-    else:
-        tested, fieldd = chain_draws[:, : n // 2], chain_draws[:, n // 2:]
-    stride = max(1, -(-tested.shape[0] * tested.shape[1] // max_tested))
-    sub = tested[:, ::stride]
-    X = sub.reshape(-1, d)
-    W = fieldd.reshape(-1, d)
-    k1, k2 = jax.random.split(key)
-    e = chain_multipliers(k2, W.shape[0], n_boot, chains=fieldd.shape[0], correlation=_lag_one(fieldd),
-                          dtype=W.dtype)
-    e = (e - jnp.mean(e, 0, keepdims=True)) / W.shape[0]  # µ̂'s noise: Σ_l e_l (δ_{w_l} − µ̂) / n, per column
-    noise = -(problem.beta / problem.tau) * problem.kernel_grad_sums(X, W, e)
-    return ksd_test(k1, X, problem.score(X, problem.field(W)), chains=sub.shape[0], correlation=_lag_one(sub),
-                    n_boot=n_boot, score_noise=noise)
-
-
-def _lag_one(chains_draws):
-    """Lag-one autocorrelation of MCMC draws ``(chain, draw, d)``: the largest over coordinates,
-    clipped to ``[0, 0.95]`` (the Markov-chain wild bootstrap's multiplier correlation)."""
-    x = chains_draws - jnp.mean(chains_draws, 1, keepdims=True)
-    num = jnp.sum(x[:, 1:] * x[:, :-1], (0, 1))
-    den = jnp.sum(x * x, (0, 1))
-    return jnp.clip(jnp.max(num / den), 0.0, 0.95)
 
 
 def _replace_all(old: Field, new: Field) -> Field:
