@@ -177,3 +177,35 @@ def test_summarize_field_noise_se_matches_quadrature():
     s4 = summarize(jax.random.PRNGKey(0), pb, res4, logz_samples=20_000)
     assert 500 < s4["ess"] < 1600, s4["ess"]
     np.testing.assert_allclose(s4["kl_field_se"], bt**2 * sd_g * np.sqrt(sa2 * 4000 / s4["ess"]), rtol=0.2)
+
+
+@pytest.mark.statistical
+def test_summarize_to_precision_draws_until_the_target_or_says_why_not():
+    """``output.target_rel_se``: from 400 exact draws of the d = 1 grid µ* (a field known exactly), more
+    draws of Γ(µ*) are added until KL and F are at 2 %, and KL is still right (against the grid, within
+    4 SE). A Picard result whose µ_K noise alone exceeds the target gets no draws, and says why."""
+    from bolt.estimators.summary import summarize, summarize_to_precision
+    from bolt.gibbs.result import SolveResult
+    from bolt.solve import solve
+    from bolt.testing import exact_gibbs_draws
+
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=1.5, tau=0.5)
+    g = solve(pb, "grid", grid_points=401)
+    truth = summarize(jax.random.PRNGKey(0), pb, g)
+    x = exact_gibbs_draws(np.random.default_rng(3), pb, g.field, 400, float(np.min(pb.psi_field(g.particles, g.field))))
+    res = SolveResult("iid", x, np.full(400, 1 / 400), g.field, True, 1)
+    start = summarize(jax.random.PRNGKey(1), pb, res)
+    assert start["kl_se"] / start["kl"] > 0.02  # the target is not met by the draws given
+    s, more = summarize_to_precision(jax.random.PRNGKey(1), pb, res, target_rel_se=0.02, max_draws=20_000,
+                                     logz_samples=20_000)
+    assert s["precision_reached"] and s["precision_note"] == "" and s["draws"] == len(more.particles) > 400
+    assert s["kl_se"] / s["kl"] <= 0.02 and s["free_energy_se"] / s["free_energy"] <= 0.02
+    assert abs(s["kl"] - truth["kl"]) < 4 * s["kl_se"], (s["kl"], truth["kl"], s["kl_se"])
+
+    # the same draws as a Picard result whose field µ_K averaged blocks of only 50 draws
+    pic = SolveResult("picard-mala", x, np.full(400, 1 / 400), g.field, True, 4,
+                      settings=dict(damping=0.5, particles=50, buffer=4))
+    s, same = summarize_to_precision(jax.random.PRNGKey(2), pb, pic, target_rel_se=0.01, logz_samples=20_000)
+    assert s["kl_field_se"] / s["kl"] > 0.01
+    assert not s["precision_reached"] and "noise of the field" in s["precision_note"]
+    assert same is pic and s["draws"] == len(pic.particles)

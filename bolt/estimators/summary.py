@@ -205,23 +205,43 @@ def summarize_to_precision(key, problem: Problem, result: SolveResult, *, target
     """Summarize, drawing more from Γ(µ_K) (:func:`extend_draws`) until every quantity in
     ``quantities`` has relative standard error at most ``target_rel_se``, or ``max_draws`` is reached.
 
-    Returns the summary (with ``target_rel_se``, ``precision_reached`` and ``draws``) and the
-    possibly extended result. The grid is exact and is returned as it is.
+    More draws of Γ(µ_K) do not reduce the part of an error bar that is the noise of µ_K itself
+    (``kl_field_se``, ``risk_field_se``): when that part alone is above the target, no draws are
+    added, and ``precision_note`` says so (a larger ``solver.particles`` is what shrinks it).
+
+    Returns the summary (with ``target_rel_se``, ``precision_reached``, ``precision_note`` and
+    ``draws``) and the possibly extended result. The grid is exact and is returned as it is.
     """
     k0, key = jax.random.split(key)
     s = summarize(k0, problem, result, logz_samples=logz_samples)
     rounds = 0
+    note = ""
+
+    def rel(q, part=""):
+        return s.get(q + part + "_se", 0.0) / max(abs(s[q]), 1e-300)
+
     while result.method != "grid":
-        rel = max(s[q + "_se"] / max(abs(s[q]), 1e-300) for q in quantities)
         n = len(result.particles)
-        if rel <= target_rel_se or n >= max_draws:
+        if max(rel(q) for q in quantities) <= target_rel_se:
+            break
+        floor = {q: rel(q, "_field") for q in quantities}
+        worst = max(floor, key=floor.get)
+        if floor[worst] >= target_rel_se:
+            note = (f"{worst}: the noise of the field mu_K alone is {floor[worst]:.2%} of it, above the target "
+                    f"{target_rel_se:.2%}; more draws of Gamma(mu_K) do not reduce it (raise solver.particles)")
+            break
+        if n >= max_draws:
+            note = f"output.max_draws = {max_draws} reached"
             break
         ess = float(s["ess"]) if np.isfinite(s["ess"]) else float(n)
-        want = int(np.ceil(ess * ((rel / target_rel_se) ** 2 * 1.1 - 1.0)))  # new draws count as independent
+        # the draws' share of each error bar falls like 1/sqrt(ESS); the field's share does not move
+        need = max((rel(q) ** 2 - floor[q] ** 2) / (target_rel_se**2 - floor[q] ** 2) for q in quantities)
+        want = int(np.ceil(ess * (need * 1.1 - 1.0)))  # new draws count as independent
         n_new = int(min(max(want, n // 4), max_draws - n))
         result = extend_draws(jax.random.fold_in(key, 2 * rounds), problem, result, n_new)
         s = summarize(jax.random.fold_in(key, 2 * rounds + 1), problem, result, logz_samples=logz_samples)
         rounds += 1
-    rel = max(s[q + "_se"] / max(abs(s[q]), 1e-300) for q in quantities) if result.method != "grid" else 0.0
-    s.update(target_rel_se=target_rel_se, precision_reached=bool(rel <= target_rel_se), draws=len(result.particles))
+    reached = result.method == "grid" or max(rel(q) for q in quantities) <= target_rel_se
+    s.update(target_rel_se=target_rel_se, precision_reached=bool(reached), precision_note="" if reached else note,
+             draws=len(result.particles))
     return s, result

@@ -13,7 +13,8 @@ KSD test of half of the particles against the Gibbs measure of the other half (s
 wild-bootstrap noise floor, which carries that half's Monte Carlo error, and p-value,
 :func:`~bolt.gibbs.stopping.fixed_point_test`); the run is converged when, over the
 last quarter of the horizon, the risk is flat (its drift within 3 standard errors of the block-to-block
-noise) and the p-value is at least ``tolerance`` in the last two blocks.
+noise) and the p-values of the last two blocks are both at least ``tolerance / 2`` (so that a run at
+its fixed point is called unconverged at most ``tolerance`` of the time).
 
 The particles interact, so they are not draws of the Gibbs measure of any fixed field. The result
 therefore holds, as for the Picard solvers, the field µ_K = µ̂_N of the final particles and *exact
@@ -147,7 +148,9 @@ def solve_mfld(key, problem: Problem, *, particles: int = 2000, step_size: float
         slope = np.polyfit(t, r, 1)[0] * len(r)
         noise = np.std(np.diff(r), ddof=1) / np.sqrt(2) if len(r) > 2 else 0.0
         slope_ok = abs(slope) <= 3 * noise * np.sqrt(12 / len(r)) + 1e-12 or abs(slope) < 1e-3
-    converged = bool(slope_ok and len(trace["p_value"]) >= 2 and min(trace["p_value"][-2:]) >= tolerance)
+    # the last two tests at level tolerance/2 each (Bonferroni): a run at its fixed point is called
+    # unconverged at most `tolerance` of the time (both at `tolerance`: about twice that)
+    converged = bool(slope_ok and len(trace["p_value"]) >= 2 and min(trace["p_value"][-2:]) >= tolerance / 2)
     W = W.astype(jnp.float64)
     fld = problem.field(W)
     fresh = gibbs_draws(jax.random.fold_in(key, 10_000_021), problem, fld, W, n_steps=refresh_steps)
