@@ -238,8 +238,8 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
             gram = block_gram(problem, fld, buffer)
 
     def stopped(k):
-        """The stopping rule after iteration k: a fixed point when the draws pass the KSD test against
-        their own Gibbs measure twice running."""
+        """The stopping rule after iteration k: a fixed point when the draws pass the fixed-point test
+        (:func:`~bolt.gibbs.stopping.fixed_point_test`) twice running."""
         return k + 1 >= max(min_iterations, 2) and min(trace["p_value"][-2:]) >= tolerance
 
     bar = progress(max_iterations, f"picard-{inner}", show)
