@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from bolt._chunk import block_size, sum_over_rows
 
-__all__ = ["ksd", "ksd_squared", "ksd_test", "KSDTest", "stein_kernel_block", "chain_multipliers"]
+__all__ = ["ksd", "ksd_squared", "ksd_test", "KSDTest", "stein_kernel_block", "block_multipliers"]
 
 
 def stein_kernel_block(Xb, Sb, X, S, *, c: float = 1.0, power: float = -0.5):
@@ -101,40 +101,43 @@ class KSDTest(NamedTuple):
     p_value: jax.Array
 
 
-def chain_multipliers(key, n: int, n_boot: int, *, chains: int = 1, correlation=None, dtype=jnp.float64):
-    """Bootstrap multipliers ``(n, n_boot)`` of mean 0 and variance 1: Rademacher for independent
-    samples (``correlation=None``), else a Gaussian AR(1) process with lag-one correlation
-    ``correlation`` within each of ``chains`` consecutive blocks (the Markov-chain wild bootstrap)."""
-    if correlation is None:
-        return jax.random.rademacher(key, (n, n_boot), dtype)
+def block_multipliers(key, n: int, n_boot: int, *, chains: int = 1, blocks: int | None = None,
+                      gaussian: bool = False, dtype=jnp.float64):
+    """Bootstrap multipliers ``(n, n_boot)`` of mean 0 and variance 1, constant within blocks.
+
+    The ``n`` samples are ``chains`` chains of equal length laid out one after another; each chain
+    is cut into ``blocks / chains`` blocks of consecutive draws (``blocks=None``: every sample is its
+    own block), and each block draws one Rademacher (or standard Gaussian) multiplier per column.
+    Blocks much longer than the draws' autocorrelation time make the bootstrap valid for MCMC draws
+    (a block wild bootstrap); whole independent chains as blocks make it exact whatever the
+    autocorrelation.
+    """
     per = n // chains
-    eps = jax.random.normal(key, (chains, per, n_boot), dtype)
-    rho = jnp.asarray(correlation, dtype)
-
-    def ar(prev, e):
-        nxt = rho * prev + jnp.sqrt(1 - rho**2) * e
-        return nxt, nxt
-
-    _, E = jax.lax.scan(ar, eps[:, 0], jnp.swapaxes(eps[:, 1:], 0, 1))
-    return jnp.concatenate([eps[:, :1], jnp.swapaxes(E, 0, 1)], 1).reshape(n, n_boot)
+    bpc = per if blocks is None else min(per, max(1, int(blocks) // chains))
+    block_of = (jnp.arange(chains)[:, None] * bpc + jnp.arange(per)[None, :] * bpc // per).reshape(-1)
+    shape = (chains * bpc, n_boot)
+    vals = jax.random.normal(key, shape, dtype) if gaussian else jax.random.rademacher(key, shape, dtype)
+    return vals[block_of]
 
 
-def ksd_test(key, samples, scores, *, chains: int = 1, correlation=None, n_boot: int = 500,
+def ksd_test(key, samples, scores, *, chains: int = 1, blocks: int | None = None, n_boot: int = 500,
              score_noise=None, c: float = 1.0, power: float = -0.5) -> KSDTest:
     r"""Test ``samples ~ p`` with the KSD U-statistic and a wild bootstrap of its null distribution.
 
     Under the null the U-statistic is degenerate; its law is reproduced by
-    ``B = (1/(n(n−1))) Σ_{i≠j} e_i e_j k_p(x_i, x_j)`` with multipliers ``e`` of mean 0 and
-    variance 1. For independent samples (``correlation=None``) ``e`` is Rademacher; for MCMC draws
-    laid out as ``chains`` consecutive blocks, ``e`` is a Gaussian AR(1) process within each chain
-    with lag-one correlation ``correlation`` (a traced scalar in [0, 1); the Markov-chain wild
-    bootstrap), so the null's width includes the draws' autocorrelation. The test is scale-free:
-    the statistic and its null scale together with the score.
+    ``B = (1/(n(n−1))) Σ_{i≠j} e_i e_j k_p(x_i, x_j)`` with Rademacher multipliers ``e``
+    (:func:`block_multipliers`). For independent samples every sample has its own multiplier. For
+    MCMC draws laid out as ``chains`` consecutive chains, pass ``blocks``: the multipliers are then
+    constant within blocks of consecutive draws of one chain, and the pairs inside a block enter
+    ``B`` exactly as they enter the statistic (``e² = 1``), so their bias from the draws'
+    autocorrelation cancels in the comparison; blocks must be much longer than the autocorrelation
+    time (whole chains are exact) and numerous enough (tens) for the null's shape. The test is
+    scale-free: the statistic and its null scale together with the score.
 
     ``score_noise`` ``(n, d, n_boot)``, when given, are bootstrap replicates ``δ_b`` of the error of
     ``scores`` itself (a score estimated from other random draws, e.g. the Gibbs measure of an
-    empirical field, :func:`bolt.gibbs.picard`). The statistic then carries that error's
-    contribution ``(1/(n(n−1))) Σ_{i≠j} [2 δ(x_i)ᵀ h(x_i, x_j) + δ(x_i)ᵀ δ(x_j) k(x_i, x_j)]``
+    empirical field, :func:`bolt.gibbs.stopping.fixed_point_test`). The statistic then carries that
+    error's contribution ``(1/(n(n−1))) Σ_{i≠j} [2 δ(x_i)ᵀ h(x_i, x_j) + δ(x_i)ᵀ δ(x_j) k(x_i, x_j)]``
     (``h(x, y) = s(y) k + ∇_y k``), whose mean is positive: a test that leaves it out rejects a true
     null far more often than its level. Each bootstrap replicate adds the same terms with ``δ_b``
     and the multipliers ``e`` on ``h``'s second argument.
@@ -145,7 +148,7 @@ def ksd_test(key, samples, scores, *, chains: int = 1, correlation=None, n_boot:
     """
     X, S = jnp.asarray(samples), jnp.asarray(scores)
     n, d = X.shape
-    E = chain_multipliers(key, n, n_boot, chains=chains, correlation=correlation, dtype=X.dtype)
+    E = block_multipliers(key, n, n_boot, chains=chains, blocks=blocks, dtype=X.dtype)
     ones = jnp.ones((n, 1), X.dtype)
     total, diag = _quadratic_forms(X, S, jnp.concatenate([ones, E], 1), c, power)
     stats = (total - diag) / (n * (n - 1))

@@ -206,8 +206,9 @@ def summarize_to_precision(key, problem: Problem, result: SolveResult, *, target
     ``quantities`` has relative standard error at most ``target_rel_se``, or ``max_draws`` is reached.
 
     More draws of Γ(µ_K) do not reduce the part of an error bar that is the noise of µ_K itself
-    (``kl_field_se``, ``risk_field_se``): when that part alone is above the target, no draws are
-    added, and ``precision_note`` says so (a larger ``solver.particles`` is what shrinks it).
+    (``kl_field_se``, ``risk_field_se``): a quantity whose field part alone is above the target gets
+    no draws on its account (the others still do), and ``precision_note`` says so (a larger
+    ``solver.particles`` is what shrinks it).
 
     Returns the summary (with ``target_rel_se``, ``precision_reached``, ``precision_note`` and
     ``draws``) and the possibly extended result. The grid is exact and is returned as it is.
@@ -225,17 +226,19 @@ def summarize_to_precision(key, problem: Problem, result: SolveResult, *, target
         if max(rel(q) for q in quantities) <= target_rel_se:
             break
         floor = {q: rel(q, "_field") for q in quantities}
-        worst = max(floor, key=floor.get)
-        if floor[worst] >= target_rel_se:
-            note = (f"{worst}: the noise of the field mu_K alone is {floor[worst]:.2%} of it, above the target "
-                    f"{target_rel_se:.2%}; more draws of Gamma(mu_K) do not reduce it (raise solver.particles)")
+        stuck = [q for q in quantities if floor[q] >= target_rel_se]
+        note = "; ".join(f"{q}: the noise of the field mu_K alone is {floor[q]:.2%} of it, above the target "
+                         f"{target_rel_se:.2%}, and more draws of Gamma(mu_K) do not reduce it (raise "
+                         f"solver.particles)" for q in stuck)
+        todo = [q for q in quantities if q not in stuck and rel(q) > target_rel_se]
+        if not todo:  # the rest are at the target already
             break
         if n >= max_draws:
-            note = f"output.max_draws = {max_draws} reached"
+            note = "; ".join(filter(None, [note, f"output.max_draws = {max_draws} reached"]))
             break
         ess = float(s["ess"]) if np.isfinite(s["ess"]) else float(n)
         # the draws' share of each error bar falls like 1/sqrt(ESS); the field's share does not move
-        need = max((rel(q) ** 2 - floor[q] ** 2) / (target_rel_se**2 - floor[q] ** 2) for q in quantities)
+        need = max((rel(q) ** 2 - floor[q] ** 2) / (target_rel_se**2 - floor[q] ** 2) for q in todo)
         want = int(np.ceil(ess * (need * 1.1 - 1.0)))  # new draws count as independent
         n_new = int(min(max(want, n // 4), max_draws - n))
         result = extend_draws(jax.random.fold_in(key, 2 * rounds), problem, result, n_new)
