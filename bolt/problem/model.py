@@ -362,10 +362,11 @@ class Problem:
                 return self.sigma(X, B).T @ F
             other = X.shape[0] + C.shape[1]
 
-        def block(B):
-            eye = jnp.eye(self.d, dtype=W.dtype)
-            cols = [jax.jvp(sums, (B,), (jnp.broadcast_to(eye[k], B.shape),))[1] for k in range(self.d)]
-            return jnp.stack(cols, 1)
+        def block(B):  # one jvp per coordinate, in a loop (compiled once whatever d)
+            def along(k):
+                return jax.jvp(sums, (B,), (jnp.broadcast_to(jax.nn.one_hot(k, self.d, dtype=W.dtype), B.shape),))[1]
+
+            return jnp.moveaxis(jax.lax.map(along, jnp.arange(self.d)), 0, 1)
 
         return map_rows(block, W, block_size(other, self.max_block))
 
