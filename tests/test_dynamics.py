@@ -463,7 +463,10 @@ def default_d3():
     from bolt.estimators.summary import summarize
 
     pb = problem_from_config(load_config(None))
-    res = solve(pb, "picard-mala", particles=1000, progress_bar=False, seed=0, final_blocks=1)
+    # at least 8 Picard iterations: at 1000 particles the (calibrated) stopping test passed after 5 while
+    # the iterates' KL still alternated between 0.08 and 0.15, and the endpoint check below, a stronger
+    # test of the same fixed point, rejected that µ_K (docs/solvers.md, "power")
+    res = solve(pb, "picard-mala", particles=1000, progress_bar=False, seed=0, final_blocks=1, min_iterations=8)
     assert res.converged
     return pb, res, summarize(jax.random.PRNGKey(0), pb, res)
 
