@@ -1,6 +1,7 @@
 """The Boltzmann fixed point: solvers agree with the exact grid solution and with each other."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -133,6 +134,26 @@ def test_fixed_point_test_is_calibrated_at_the_exact_fixed_point():
         (null.mean(), np.mean(null < 0.05))
     alt = p_values(prior, 20)
     assert np.sum(alt < 0.05) >= 18, np.round(alt, 3)
+
+
+def test_fixed_point_test_field_noise_has_the_variance_of_the_fields_error(pb1):
+    """The bootstrap replicates of µ̂'s score error have, per point, the variance (β/τ)² Var_l ∇K(x, w_l) / n
+    of a mean over the n field draws — also when they are built on every other draw (max_field_noise) and
+    scaled up; a sample of fewer than 4 draws is refused by name."""
+    from bolt.errors import BoltError
+    from bolt.gibbs.stopping import _field_noise, fixed_point_test
+
+    rng = np.random.default_rng(3)
+    n, nb = 400, 4000
+    W = 0.7 * rng.standard_normal((n, 1, 1))  # n independent draws (as MFLD passes its particles)
+    X = jnp.asarray(np.linspace(-1.5, 1.5, 20)[:, None])
+    G = np.asarray(pb1.kernel_grad_sums(X, W[:, 0], np.eye(n)))[:, 0, :]  # ∇K(x_i, w_l)
+    want = (pb1.beta / pb1.tau) ** 2 * G.var(1) / n
+    for cap, tol in ((n, 0.1), (n // 2, 0.3)):  # all draws; every other draw, scaled (sampling error ~7 %)
+        got = np.asarray(_field_noise(jax.random.PRNGKey(4), pb1, X, jnp.asarray(W), nb, cap, 20))[:, 0, :].var(1)
+        np.testing.assert_allclose(got / want, 1.0, atol=tol)
+    with pytest.raises(BoltError, match="at least 4 draws"):
+        fixed_point_test(jax.random.PRNGKey(0), pb1, jnp.zeros((3, 1, 1)))
 
 
 def test_sampler_compiles_once_per_solve(pb1):

@@ -147,7 +147,7 @@ def ksd_test(key, samples, scores, *, chains: int = 1, blocks: int | None = None
       p-value ``(1 + #{B ≥ T}) / (n_boot + 1)``.
     """
     X, S = jnp.asarray(samples), jnp.asarray(scores)
-    n, d = X.shape
+    n = X.shape[0]
     E = block_multipliers(key, n, n_boot, chains=chains, blocks=blocks, dtype=X.dtype)
     ones = jnp.ones((n, 1), X.dtype)
     total, diag = _quadratic_forms(X, S, jnp.concatenate([ones, E], 1), c, power)

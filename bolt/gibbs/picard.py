@@ -9,14 +9,15 @@ from the previous chains' last state (positions, step size, mass matrix).
 
 Stopping: the residual is the squared kernel Stein discrepancy (signed U-statistic) of the draws of
 half of the chains against the score of Γ(µ̂), ``s(w) = −w/τ − (β/τ)∇Ψ(w; µ̂)``, µ̂ the draws of the
-other half (MATH.md §2; :func:`~bolt.gibbs.stopping.fixed_point_test`), tested against its own null distribution (a
-Markov-chain wild bootstrap that also carries µ̂'s Monte Carlo error,
-:func:`~bolt.estimators.ksd.ksd_test`): the solve has converged when the p-value is at least
-``tolerance`` in two successive iterations. Statistic and null scale together with the score, so
-the rule is the same at every β and τ. The trace also records the noise floor (the null's 95 %
-quantile), the p-value, the sliced W2 between successive draws, the risk, KL and free energy,
-the acceptance and the herded field's error (``field_mmd_ratio``). An iteration whose mean
-acceptance fell below 0.1 (the chains froze as Γ(µ_k) sharpened) is followed by a new warmup.
+other half (MATH.md §2; :func:`~bolt.gibbs.stopping.fixed_point_test`), tested against its own null
+distribution (a wild bootstrap with one multiplier per block of consecutive draws, which also
+carries µ̂'s Monte Carlo error, :func:`~bolt.estimators.ksd.ksd_test`): the solve has converged when
+the p-value is at least ``tolerance`` in two successive iterations. Statistic and null scale
+together with the score, so the rule is the same at every β and τ. The trace also records the noise
+floor (the null's 95 % quantile), the p-value, the sliced W2 between successive draws, the risk, KL
+and free energy, the acceptance and the herded field's error (``field_mmd_ratio``). An iteration
+whose mean acceptance fell below 0.1 (the chains froze as Γ(µ_k) sharpened) is followed by a new
+warmup.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def fixed_point_test(key, problem: Problem, chain_draws, *, max_tested: int = 10
         tested, fieldd = chain_draws[: C // 2], chain_draws[C // 2:]
     else:
         tested, fieldd = chain_draws[:, : n // 2], chain_draws[:, n // 2:]
-    if tested.shape[0] * tested.shape[1] < 2 or fieldd.shape[1] < 1:
+    if tested.shape[0] * tested.shape[1] < 2:
         raise BoltError(f"the fixed-point test needs at least 4 draws (2 per half); got {C} chains of {n} "
                         f"(raise solver.particles)")
     max_tested = max(2, min(int(max_tested), (1 << 24) // (d * n_boot)))
@@ -58,14 +58,22 @@ def fixed_point_test(key, problem: Problem, chain_draws, *, max_tested: int = 10
     sub = tested[:, :: max(1, -(-tested.shape[1] // per))]
     sub = sub[:: max(1, -(-sub.shape[0] * sub.shape[1] // max_tested))]
     X = sub.reshape(-1, d)
-    W = fieldd.reshape(-1, d)
     k1, k2 = jax.random.split(key)
+    noise = _field_noise(k2, problem, X, fieldd, n_boot, max_field_noise, min_blocks)
+    return ksd_test(k1, X, problem.score(X, problem.field(fieldd.reshape(-1, d))), chains=sub.shape[0],
+                    blocks=min_blocks, n_boot=n_boot, score_noise=noise)
+
+
+def _field_noise(key, problem: Problem, X, fieldd, n_boot: int, max_field_noise: int, min_blocks: int):
+    """``n_boot`` bootstrap replicates ``(m, d, n_boot)`` of the score error ``−(β/τ) ∇Ψ(x; µ̂ − µ)`` at
+    the rows of ``X``, µ̂ the draws ``fieldd`` ``(chain, draw, d)``: block multipliers on whole chains
+    of at most ``max_field_noise`` of the draws, their variance scaled to that of all of them."""
+    d = fieldd.shape[2]
+    W = fieldd.reshape(-1, d)
     thin = fieldd[:: max(1, -(-W.shape[0] // max_field_noise))]  # whole chains: their autocorrelation is kept
     V = thin.reshape(-1, d)
-    e = block_multipliers(k2, V.shape[0], n_boot, chains=thin.shape[0], blocks=min_blocks, gaussian=True,
+    e = block_multipliers(key, V.shape[0], n_boot, chains=thin.shape[0], blocks=min_blocks, gaussian=True,
                           dtype=W.dtype)
     # µ̂'s error Σ_l (δ_{w_l} − µ̂) e_l / n per column, on V (its variance scaled from |V| to |W| draws)
     e = (e - jnp.mean(e, 0, keepdims=True)) / math.sqrt(V.shape[0] * W.shape[0])
-    noise = -(problem.beta / problem.tau) * problem.kernel_grad_sums(X, V, e)
-    return ksd_test(k1, X, problem.score(X, problem.field(W)), chains=sub.shape[0], blocks=min_blocks,
-                    n_boot=n_boot, score_noise=noise)
+    return -(problem.beta / problem.tau) * problem.kernel_grad_sums(X, V, e)
