@@ -208,6 +208,7 @@ def test_standard_errors_are_calibrated_over_replications():
     assert s["free_energy_se"] / s["free_energy"] < 0.01 and s["kl_se"] / s["kl"] < 0.03
 
 
+@pytest.mark.slow  # 15 s; the d = 2 grid W2² itself stays in the default suite (tests/test_w2_grid.py)
 @pytest.mark.statistical
 def test_talagrand_holds_on_the_d2_grid():
     """The default-style d = 2 grid run (two erf teachers, β = 1, τ = 0.5, 61² nodes): Talagrand and the
