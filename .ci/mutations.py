@@ -67,8 +67,8 @@ class Mutation:
         args: list[str] = []
         for t in self.tests:
             t = t.strip()
-            if t.startswith("-k"):
-                args += ["-k", t[2:].strip()]
+            if t.startswith(("-k", "-m")):  # a -k expression, or -m to select a marker (e.g. slow tests)
+                args += [t[:2], t[2:].strip()]
             else:
                 args.append(t)
         return args

@@ -236,6 +236,8 @@ def print_summary(summary: dict, out: Path) -> None:
     rows = [
         ("solver", summary["solver"]), ("converged", conv), ("iterations", summary["iterations"]),
         ("residual (KSD^2)", _residual(summary)),
+        *([("drift (z)", f"{summary['drift_z']:+.2f} (p = {summary['drift_p_value']:.2f})")]
+          if summary.get("drift_z") is not None else []),
         ("risk R(mu*)", f"{summary['risk']:.5g} ± {summary['risk_se']:.2g}"),
         ("KL(mu*|gamma)", f"{summary['kl']:.5g} ± {summary['kl_se']:.2g}"),
         ("log Z", f"{summary['log_z']:.5g} ± {summary['log_z_se']:.2g} ({summary['log_z_estimator']})"),

@@ -239,7 +239,11 @@ def build_report(run_dir) -> str:
     conv = "converged" if summary["converged"] else "NOT converged (iteration cap reached)"
     parts.append(f"<section id='convergence'><h2>Fixed-point convergence</h2><p>{esc(summary['solver'])}: {conv} "
                  f"after {esc(str(summary['iterations']))} iterations, residual "
-                 f"{esc(format(float(summary['residual']), '.4g'))}.</p>"
+                 f"{esc(format(float(summary['residual']), '.4g'))}"
+                 + (f" (p = {float(summary['residual_p_value']):.2f})" if summary.get("residual_p_value") is not None
+                    else "")
+                 + (f", drift z = {float(summary['drift_z']):+.2f} (p = {float(summary['drift_p_value']):.2f})"
+                    if summary.get("drift_z") is not None else "") + ".</p>"
                  + _png(_convergence_fig(trace)) + "</section>")
 
     # marginals

@@ -116,7 +116,8 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
         w2_squared_to_prior=float(w2.w2_squared), w2_squared_to_prior_se=float(w2.se), w2_estimator=w2.estimator,
         ess=ess,
         residual=float(result.residual), residual_floor=_last(result.trace, "residual_floor"),
-        residual_p_value=_last(result.trace, "p_value"), converged=bool(result.converged),
+        residual_p_value=_last(result.trace, "p_value"), drift_z=_last(result.trace, "drift_z"),
+        drift_p_value=_last(result.trace, "drift_p_value"), converged=bool(result.converged),
         iterations=int(result.iterations), solver=result.method)
     return out
 
@@ -133,20 +134,18 @@ def _degenerate_variance(problem: Problem, P: np.ndarray, n_eff: float, m: int =
 
 def _field_weights_sq(result: SolveResult) -> float:
     """``Σ a_i²`` of the field µ_K the final draws were sampled from, as the solver built it:
-    MFLD's N particles; Picard's buffer of ``buffer`` blocks of ``particles`` draws with damped weights
-    ``α(1 − α)^b`` (truncated and renormalised on the arcsine route, geometric on the expectation
-    route); 0 for any other result, whose field is taken as exact."""
+    MFLD's N particles; Picard's damped buffer after ``iterations − 1`` updates, with µ_0's block while
+    it is still there (:func:`~bolt.gibbs.picard.field_weights_sq`); 0 for any other result, whose field
+    is taken as exact."""
     st = result.settings
     if result.method == "mfld":
         return 1.0 / float(st["particles"])
     if not result.method.startswith("picard"):  # a field given exactly (e.g. the grid's µ* with iid draws)
         return 0.0
-    a, n, B = float(st["damping"]), float(st["particles"]), int(st["buffer"])
-    if a >= 1.0:
-        return 1.0 / n
-    w = a * (1.0 - a) ** np.arange(B if result.field.particles.shape[0] else 10_000)
-    w = w / w.sum()
-    return float(np.sum(w**2) / n)
+    from bolt.gibbs.picard import field_weights_sq
+
+    route = "arcsine" if result.field.particles.shape[0] else "expectation"
+    return field_weights_sq(route, st["damping"], st["particles"], st["buffer"], result.iterations - 1)
 
 
 def _field_noise_sd(problem: Problem, P: np.ndarray, psi: np.ndarray, result: SolveResult, ess: float,

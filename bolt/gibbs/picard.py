@@ -11,11 +11,16 @@ Stopping: the residual is the squared kernel Stein discrepancy (signed U-statist
 half of the chains against the score of Γ(µ̂), ``s(w) = −w/τ − (β/τ)∇Ψ(w; µ̂)``, µ̂ the draws of the
 other half (MATH.md §2; :func:`~bolt.gibbs.stopping.fixed_point_test`), tested against its own null
 distribution (a wild bootstrap with one multiplier per block of consecutive draws, which also
-carries µ̂'s Monte Carlo error, :func:`~bolt.estimators.ksd.ksd_test`): the solve has converged when
-the p-value is at least ``tolerance`` in two successive iterations. Statistic and null scale
-together with the score, so the rule is the same at every β and τ. The trace also records the noise
-floor (the null's 95 % quantile), the p-value, the sliced W2 between successive draws, the risk, KL
-and free energy, the acceptance and the herded field's error (``field_mmd_ratio``). An iteration
+carries µ̂'s Monte Carlo error, :func:`~bolt.estimators.ksd.ksd_test`). Statistic and null scale
+together with the score, so the rule is the same at every β and τ. The KSD is quadratic in the
+field's error and weak against a slow transient of the damped iteration, so a second, linear test
+(:func:`~bolt.gibbs.stopping.field_drift_test`) asks whether replacing µ_k by its draws would move
+KL by more than the Monte Carlo error of µ_k (Σ a_i², :func:`field_weights_sq`) and of the draws.
+The solve has converged when both p-values are at least ``tolerance`` in two successive iterations.
+The trace also records the KSD's noise floor (the null's 95 % quantile) and p-value, the drift's z,
+p-value and ``kl_step`` (the KL change that step would make), the sliced W2 between successive
+draws, the risk, KL and free energy, the acceptance and the herded field's error
+(``field_mmd_ratio``). An iteration
 whose mean acceptance fell below 0.1 (the chains froze as Γ(µ_k) sharpened) is followed by a new
 warmup.
 """
@@ -40,14 +45,14 @@ from bolt.gibbs.herding import block_gram, herd_field, update_block_gram
 from bolt.gibbs.mala import MALA
 from bolt.gibbs.result import SolveResult
 from bolt.gibbs.sharding import constrain_rows, row_sharding
-from bolt.gibbs.stopping import fixed_point_test
+from bolt.gibbs.stopping import field_drift_test, fixed_point_test
 from bolt.problem.model import Field, Problem
 from bolt.transport.w2 import w2_sliced
 
 __all__ = ["solve_picard", "gibbs_model"]
 
-TRACE_KEYS = ("residual", "residual_floor", "p_value", "w2_successive", "risk", "kl", "log_z", "free_energy",
-              "accept_prob", "field_mmd_ratio")
+TRACE_KEYS = ("residual", "residual_floor", "p_value", "drift_z", "drift_p_value", "kl_step", "w2_successive",
+              "risk", "kl", "log_z", "free_energy", "accept_prob", "field_mmd_ratio")
 
 
 def gibbs_model(problem: Problem):
@@ -73,6 +78,28 @@ def _kernel(problem: Problem, inner: str, settings: dict):
         return NUTS(model, step_size=step, adapt_step_size=settings["adapt"], adapt_mass_matrix=settings["adapt"])
     return MALA(model, step_size=step, adjusted=settings["kernel"] == "mala",
                 adapt_step_size=settings["adapt"], adapt_mass_matrix=settings["adapt"])
+
+
+def field_weights_sq(route: str, damping: float, particles: int, buffer: int, mixes: int) -> float:
+    """``Σ a_i²`` of the field µ_k after ``mixes`` damped updates of µ_0 (one block of ``particles``
+    prior draws), following :meth:`~bolt.problem.Problem.mix`: each update gives the new block weight α
+    and scales the others by ``1 − α``; on the arcsine route only the last ``buffer`` blocks are kept
+    (µ_0's copies leave one by one) and the weights renormalised after each drop, which leaves them
+    flatter than ``α(1 − α)^j``. µ_0's copies count as one block. The Monte Carlo variance of
+    ``∫ g dµ_k`` is ``Var(g)`` times this (for independent draws)."""
+    a, k = float(damping), int(mixes)
+    if a >= 1.0 or k == 0:
+        return 1.0 / particles
+    if route == "arcsine":
+        w, prior = np.full(buffer, 1.0 / buffer), np.ones(buffer, bool)
+        for _ in range(k):
+            w = np.concatenate([[a], (1.0 - a) * w[:-1]])
+            prior = np.concatenate([[False], prior[:-1]])
+            w = w / w.sum()
+        blocks = np.concatenate([w[~prior], [w[prior].sum()]])
+    else:
+        blocks = np.concatenate([a * (1.0 - a) ** np.arange(k), [(1.0 - a) ** k]])
+    return float(np.sum(blocks**2) / particles)
 
 
 def _initial_field(key, problem: Problem, n: int, buffer: int) -> Field:
@@ -135,8 +162,9 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
       particles: draws of Γ(µ_k) per iteration (``chains × particles/chains``).
       chains: vectorised chains.
       damping: α in (0, 1].
-      tolerance: significance level of the fixed-point test: stop when the KSD test's p-value is
-        at least ``tolerance`` in two successive iterations (after ``min_iterations``).
+      tolerance: significance level of the stopping tests: stop when the KSD test's and the drift
+        test's p-values are both at least ``tolerance`` in two successive iterations (after
+        ``min_iterations``).
       max_iterations: iteration cap; ``converged`` is False when it is hit first.
       warmup: warmup steps of the first inner run, and of a new adaptation whenever an iteration's
         mean acceptance fell below 0.1 (the chains froze as Γ(µ_k) sharpened).
@@ -185,11 +213,13 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
     bt = problem.beta / problem.tau
 
     @jax.jit
-    def diagnose(samples, fld, sfld, key):
-        """KSD test, log Z (plain MC, trace only), KL, risk of the new draws, and the mixed field
-        (``fld`` is µ_k's buffer, ``sfld`` the field the draws were sampled from)."""
+    def diagnose(samples, fld, sfld, key, weights_sq):
+        """KSD and drift tests, log Z (plain MC, trace only), KL, risk of the new draws, and the mixed
+        field (``fld`` is µ_k's buffer, ``sfld`` the field the draws were sampled from, ``weights_sq``
+        µ_k's Σ a_i²)."""
         new = problem.field(samples)
         residual = fixed_point_test(jax.random.fold_in(key, 3), problem, samples.reshape(chains, draws, problem.d))
+        drift = field_drift_test(problem, samples.reshape(chains, draws, problem.d), sfld, weights_sq)
         prior = jnp.sqrt(problem.tau) * jax.random.normal(key, (logz_samples, problem.d), samples.dtype)
         ell = -bt * problem.psi_field(prior, sfld)
         lz = jax.scipy.special.logsumexp(ell) - jnp.log(logz_samples)
@@ -197,7 +227,7 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         risk = problem.risk(samples, unbiased=True)
         nxt = problem.mix(fld, new, damping) if (damping < 1.0 or problem.route == "expectation") \
             else _replace_all(fld, new)
-        return residual, lz, kl, risk, nxt
+        return residual, drift, lz, kl, risk, nxt
 
     trace = {k: [] for k in TRACE_KEYS}
     start_k = 0
@@ -240,8 +270,10 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
 
     def stopped(k):
         """The stopping rule after iteration k: a fixed point when the draws pass the fixed-point test
-        (:func:`~bolt.gibbs.stopping.fixed_point_test`) twice running."""
-        return k + 1 >= max(min_iterations, 2) and min(trace["p_value"][-2:]) >= tolerance
+        (:func:`~bolt.gibbs.stopping.fixed_point_test`) and the drift test
+        (:func:`~bolt.gibbs.stopping.field_drift_test`) twice running."""
+        return (k + 1 >= max(min_iterations, 2) and min(trace["p_value"][-2:]) >= tolerance
+                and min(trace["drift_p_value"][-2:]) >= tolerance)
 
     bar = progress(max_iterations, f"picard-{inner}", show)
     bar.update(start_k)
@@ -271,13 +303,18 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         samples = chain_draws.reshape(-1, problem.d)
         stats = {name: np.asarray(v) for name, v in out.items()}
 
-        test, lz, kl, risk, fld_next = diagnose(jnp.asarray(samples), fld, sfld, jax.random.fold_in(kk, 1))
+        test, drift, lz, kl, risk, fld_next = diagnose(
+            jnp.asarray(samples), fld, sfld, jax.random.fold_in(kk, 1),
+            field_weights_sq(problem.route, damping, particles, buffer, k))
         residual, lz, kl, risk = float(test.statistic), float(lz), float(kl), float(risk)
         if incremental:
             gram = update_block_gram(problem, gram, fld_next, buffer)
         trace["residual"].append(residual)
         trace["residual_floor"].append(float(test.floor))
         trace["p_value"].append(float(test.p_value))
+        trace["drift_z"].append(float(drift.z))
+        trace["drift_p_value"].append(float(drift.p_value))
+        trace["kl_step"].append(float(drift.kl_step))
         trace["w2_successive"].append(np.nan if prev is None else w2_sliced(samples, prev, n_projections=50).w2)
         trace["risk"].append(risk)
         trace["kl"].append(kl)

@@ -1,23 +1,26 @@
-"""The solvers' stopping test: are draws a fixed point of Γ? (MATH.md §2)
+"""The solvers' stopping tests: are draws a fixed point of Γ? (MATH.md §2)
 
 Draws ``w_i`` of Γ(µ) are a fixed point when they are a sample of the Gibbs measure of their own
 law. :func:`fixed_point_test` tests one half of the draws against the score of Γ(µ̂), µ̂ the
 empirical measure of the other half, with the kernel Stein discrepancy
 (:func:`~bolt.estimators.ksd.ksd_test`) and a null that carries µ̂'s Monte Carlo error.
+:func:`field_drift_test` asks the first-order question the KSD test is weak at: would one more
+Picard step move KL (and R) by more than the Monte Carlo error of the field and the draws?
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from bolt.errors import BoltError
 from bolt.estimators.ksd import KSDTest, block_multipliers, ksd_test
-from bolt.problem.model import Problem
+from bolt.problem.model import Field, Problem
 
-__all__ = ["fixed_point_test"]
+__all__ = ["fixed_point_test", "field_drift_test", "DriftTest"]
 
 
 def fixed_point_test(key, problem: Problem, chain_draws, *, max_tested: int = 1000, max_field_noise: int = 2000,
@@ -46,10 +49,7 @@ def fixed_point_test(key, problem: Problem, chain_draws, *, max_tested: int = 10
     chains of at most ``max_field_noise`` of its draws (scaled to the same variance).
     """
     C, n, d = chain_draws.shape
-    if C >= 2:
-        tested, fieldd = chain_draws[: C // 2], chain_draws[C // 2:]
-    else:
-        tested, fieldd = chain_draws[:, : n // 2], chain_draws[:, n // 2:]
+    tested, fieldd = _halves(chain_draws)
     if tested.shape[0] * tested.shape[1] < 2:
         raise BoltError(f"the fixed-point test needs at least 4 draws (2 per half); got {C} chains of {n} "
                         f"(raise solver.particles)")
@@ -77,3 +77,81 @@ def _field_noise(key, problem: Problem, X, fieldd, n_boot: int, max_field_noise:
     # µ̂'s error Σ_l (δ_{w_l} − µ̂) e_l / n per column, on V (its variance scaled from |V| to |W| draws)
     e = (e - jnp.mean(e, 0, keepdims=True)) / math.sqrt(V.shape[0] * W.shape[0])
     return -(problem.beta / problem.tau) * problem.kernel_grad_sums(X, V, e)
+
+
+class DriftTest(NamedTuple):
+    """:func:`field_drift_test`: the standardised drift, its two-sided p-value, and ``kl_step``, the
+    first-order change of KL that replacing the field by the draws would make."""
+
+    z: jax.Array
+    p_value: jax.Array
+    kl_step: jax.Array
+
+
+def _halves(chain_draws):
+    C, n, _ = chain_draws.shape
+    return (chain_draws[: C // 2], chain_draws[C // 2:]) if C >= 2 else (chain_draws[:, : n // 2],
+                                                                          chain_draws[:, n // 2:])
+
+
+def _var_of_mean(values, chains: int, min_blocks: int):
+    """Variance of the mean of ``values`` (``chains`` consecutive chains) by batch means: whole chains
+    as batches when there are ``min_blocks`` of them, else each chain cut into equal blocks."""
+    per = values.shape[0] // chains
+    bpc = min(per, max(1, -(-min_blocks // chains)))
+    size = per // bpc
+    means = values.reshape(chains, per)[:, : bpc * size].reshape(chains * bpc, size).mean(1)
+    return jnp.var(means, ddof=1) / means.shape[0]
+
+
+def field_drift_test(problem: Problem, chain_draws, field: Field, field_weights_sq, *,
+                     min_blocks: int = 20) -> DriftTest:
+    r"""Has the field stopped moving in the direction that moves KL and R?
+
+    ``chain_draws`` ``(chain, draw, d)`` are draws of Γ(µ), µ given by ``field``. For ν = Γ(µ), a
+    change δ of the field moves ``KL(ν‖γ_τ)`` by ``(β/τ)² ∫ g dδ`` and R by ``−2(β/τ) ∫ g dδ``
+    (F by nothing), ``g(v) = Cov_{W∼ν}(Ψ(W; µ), K(W, v))``. One undamped Picard step replaces µ by
+    the draws ν̂, so ``D = ∫ g d(ν̂ − µ) = Cov_{W∼ν}(Ψ(W; µ), Ψ(W; ν̂) − Ψ(W; µ))`` is what that step
+    would do to KL, in the statistic ``kl_step = (β/τ)² D``. Cross-fitted: ``g`` (the covariance) is
+    taken over one half of the chains and ν̂ is the other half, both ways round, and the two are
+    averaged.
+
+    Null: at a fixed point µ_k is µ* plus its own Monte Carlo error δ, the draws' law is
+    ν = Γ(µ_k) ≈ µ* + Jδ (J the derivative of Γ), and ν̂ adds the draws' error ε. So
+    ``D = ∫ (J*g − g) dδ + ∫ g dε`` has mean 0 and variance
+    ``Σ a_i² · (n/ESS) · Var(J*g − g) + (n/ESS) · Var(g) / n``: the field's noise (``field_weights_sq``
+    = Σ a_i² of the draws µ_k averages, as the estimators' field error bar takes it) fed back
+    through Γ, and the draws' own. ``J*g(v) = −(β/τ) Cov_{W∼ν}(g(W), K(W, v))``; without it (taking
+    ``Γ(µ_k) = µ*``) the test rejected exact fixed points 12–17 % of the time at 5 % in d = 1.
+    ``Var(·)·n/ESS`` is estimated by batch means over at least ``min_blocks`` blocks of consecutive
+    draws (whole chains when there are that many). ``z = D / sd`` and a two-sided normal p-value.
+
+    The test is linear in the field's error where the KSD test (:func:`fixed_point_test`) is
+    quadratic: it sees a transient of the damped iteration that still biases KL by several standard
+    errors, which the KSD test at these sample sizes does not.
+    """
+    A, B = _halves(chain_draws)
+    d = chain_draws.shape[2]
+    bt = problem.beta / problem.tau
+    parts = []
+    for G, E in ((A, B), (B, A)):
+        Gf, Ef = G.reshape(-1, d), E.reshape(-1, d)
+        m = Gf.shape[0]
+        c = problem.psi_field(Gf, field)
+        c = c - jnp.mean(c)
+        shift = problem.psi_field(Gf, problem.field(Ef)) - problem.psi_field(Gf, field)
+        D = jnp.dot(c, shift) / (m - 1)
+        g_G = c @ problem.kernel(Gf, Gf) / (m - 1)  # g on G's draws, for J*g
+        K_GE = problem.kernel(Gf, Ef)
+        g = c @ K_GE / (m - 1)  # g on E's draws (c is centred)
+        jg = -bt * ((g_G - jnp.mean(g_G)) @ K_GE) / (m - 1)  # J*g on E's draws
+        n_e = Ef.shape[0]
+        parts.append((D, _var_of_mean(jg - g, E.shape[0], min_blocks) * n_e,
+                      _var_of_mean(g, E.shape[0], min_blocks) * n_e))
+    D = 0.5 * (parts[0][0] + parts[1][0])
+    v_field = 0.5 * (parts[0][1] + parts[1][1])  # Var(J*g − g)·n/ESS per draw
+    v_draws = 0.5 * (parts[0][2] + parts[1][2])  # Var(g)·n/ESS per draw
+    n = chain_draws.shape[0] * chain_draws.shape[1]
+    sd = jnp.sqrt(v_field * field_weights_sq + v_draws / n)
+    z = D / sd
+    return DriftTest(z, jax.scipy.special.erfc(jnp.abs(z) / jnp.sqrt(2.0)), bt**2 * D)
