@@ -169,8 +169,9 @@ def test_field_sensitivity_of_kl_and_risk_matches_the_formula():
 def test_summarize_field_noise_se_matches_quadrature():
     """``kl_field_se`` and ``risk_field_se`` of ``summarize`` (from the draws) against an independent
     quadrature: (β/τ)² and 2(β/τ) times sd_{v∼µ*}(g) · sqrt(Σa²), g(v) = Cov_{µ*}(Ψ, K(·, v)), for exact
-    iid draws of the d = 1 µ* labelled as a Picard result (buffer 4 × 2000 draws, damping ½)."""
+    iid draws of the d = 1 µ* labelled as a Picard result (buffer 4 × 2000 draws, damping ½, 20 iterations)."""
     from bolt.estimators.summary import summarize
+    from bolt.gibbs.picard import field_weights_sq
     from bolt.gibbs.result import SolveResult
     from bolt.solve import solve
     from bolt.testing import exact_gibbs_draws
@@ -180,7 +181,7 @@ def test_summarize_field_noise_se_matches_quadrature():
     g = solve(pb, "grid", grid_points=801)
     psi_min = float(np.min(pb.psi_field(g.particles, g.field)))
     x = exact_gibbs_draws(np.random.default_rng(0), pb, g.field, 4000, psi_min)
-    res = SolveResult("picard-mala", x, np.full(4000, 1 / 4000), g.field, True, 1,
+    res = SolveResult("picard-mala", x, np.full(4000, 1 / 4000), g.field, True, 20,
                       settings=dict(damping=0.5, particles=2000, buffer=4))
     s = summarize(jax.random.PRNGKey(0), pb, res, logz_samples=20_000)
     w, p = jnp.asarray(g.particles), jnp.asarray(g.weights)
@@ -188,9 +189,7 @@ def test_summarize_field_noise_se_matches_quadrature():
     K = pb.kernel(w, w)
     gv = ((psi - p @ psi) * p) @ (K - (p @ K)[None, :])  # g at every grid node
     sd_g = float(jnp.sqrt(p @ (gv - p @ gv) ** 2))
-    wts = 0.5 ** np.arange(1, 5)
-    wts = wts / wts.sum()
-    sa2 = float(np.sum(wts**2) / 2000)
+    sa2 = field_weights_sq("arcsine", 0.5, 2000, 4, 19)  # the buffer after 19 updates (tested against mix)
     # sd(g) from 400 x 4000 draws has a few per cent of Monte Carlo error; ESS ≈ n for iid draws
     np.testing.assert_allclose(s["kl_field_se"], bt**2 * sd_g * np.sqrt(sa2), rtol=0.15)
     np.testing.assert_allclose(s["risk_field_se"], 2 * bt * sd_g * np.sqrt(sa2), rtol=0.15)
@@ -198,7 +197,7 @@ def test_summarize_field_noise_se_matches_quadrature():
     # about n/4 and the field's share of the variance grows by n/ESS (µ_K is built from draws as
     # correlated as these), i.e. the SE by about 2
     rep = np.repeat(x[:1000], 4, axis=0)
-    res4 = SolveResult("picard-mala", rep, np.full(4000, 1 / 4000), g.field, True, 1,
+    res4 = SolveResult("picard-mala", rep, np.full(4000, 1 / 4000), g.field, True, 20,
                        settings=dict(damping=0.5, particles=2000, buffer=4), chains=rep.reshape(4, 1000, 1))
     s4 = summarize(jax.random.PRNGKey(0), pb, res4, logz_samples=20_000)
     assert 500 < s4["ess"] < 1600, s4["ess"]
