@@ -94,3 +94,21 @@ def test_block_gram_kept_current_across_mixes_equals_the_full_pass():
             (nu0, r0), (nu1, r1) = herd_field(pb, fld, 100), herd_field(pb, fld, 100, gram=G)
             assert np.array_equal(nu0.particles, nu1.particles)
             np.testing.assert_allclose(float(r1), float(r0), rtol=1e-8)
+
+
+def test_undamped_buffer_herds_like_its_one_block():
+    """With damping 1 the arcsine buffer is one block repeated; Picard herds from that block alone (an n²
+    pass, not (buffer·n)²): the same measure, and the herded points are the ones herding the repeated
+    buffer picks."""
+    from bolt.gibbs.picard import _herding_source, _replace_all
+
+    pb = _problem()
+    block = pb.field(jnp.asarray(np.random.default_rng(2).normal(size=(150, pb.d))))
+    tiled = _replace_all(pb.field(jnp.zeros((600, pb.d))), block)
+    one = _herding_source(pb, tiled, 1.0, 150, 4)
+    np.testing.assert_allclose(np.asarray(one.particles), np.asarray(block.particles), rtol=0, atol=0)
+    np.testing.assert_allclose(one.weights, block.weights, rtol=1e-12)
+    a, _ = herd_field(pb, tiled, 50)
+    b, _ = herd_field(pb, one, 50)
+    np.testing.assert_allclose(np.asarray(a.particles), np.asarray(b.particles), rtol=0, atol=0)
+    assert _herding_source(pb, tiled, 0.5, 150, 4) is tiled  # damped: the whole buffer

@@ -243,8 +243,11 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         trace = {k: list(np.asarray(checkpoint[f"trace_{k}"]) if f"trace_{k}" in checkpoint else np.full(done, np.nan))
                  for k in TRACE_KEYS}
         z0 = jnp.zeros((chains, problem.d)) if chains > 1 else jnp.zeros((problem.d,))
+        # the template needs the sampler state's structure only: any field of the sampled field's shapes
+        m = field_size if problem.route == "arcsine" and 0 < field_size < fld.particles.shape[0] else 0
+        like = Field(fld.particles[:m], jnp.full((m,), 1.0 / m, fld.weights.dtype), fld.fhat) if m else fld
         template = sampler.init(jax.random.split(key, chains) if chains > 1 else key, max(warmup, 1), {"w": z0},
-                                (herd_field(problem, fld, field_size)[0], scale), {})
+                                (like, scale), {})
         leaves = [jnp.asarray(checkpoint[f"mcmc_{i}"]) for i in range(int(checkpoint["mcmc_leaves"]))]
         state = jax.tree.unflatten(jax.tree.structure(template), leaves)
         init = None
@@ -293,7 +296,9 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
             last = np.asarray(prev).reshape(chains, -1, problem.d)[:, -1]
             init = jnp.asarray(last)
         with count_compilations() as n_compiled:
-            sfld, mmd_ratio = herd_field(problem, fld, field_size, gram=gram)  # the field Γ(µ_k) is sampled with
+            # the field Γ(µ_k) is sampled with
+            sfld, mmd_ratio = herd_field(problem, _herding_source(problem, fld, damping, particles, buffer),
+                                         field_size, gram=gram)
             if init is not None:  # first iteration (or frozen chains): NumPyro warmup
                 mcmc.warmup(jax.random.fold_in(kk, 2), sfld, scale, init_params={"w": init if chains > 1 else init[0]})
                 state, init = mcmc.post_warmup_state, None
@@ -373,6 +378,15 @@ def _shard_chains(state, sharding, chains: int):
     if sharding is None:
         return state
     return jax.tree.map(lambda x: constrain_rows(x, sharding) if jnp.ndim(x) and x.shape[0] == chains else x, state)
+
+
+def _herding_source(problem: Problem, fld: Field, damping: float, particles: int, buffer: int) -> Field:
+    """The measure to herd (or sample) µ_k from: the buffer, except undamped on the arcsine route, where
+    the buffer is one block repeated and that block alone is the same measure (an n² herding pass, not
+    (buffer·n)²)."""
+    if problem.route == "arcsine" and damping >= 1.0:
+        return Field(fld.particles[:particles], fld.weights[:particles] * buffer, fld.fhat)
+    return fld
 
 
 def _replace_all(old: Field, new: Field) -> Field:
