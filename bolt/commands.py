@@ -169,6 +169,10 @@ def _solve_and_write(cfg: dict, problem, out: Path, ck, quiet: bool, fp: dict | 
     def on_iteration(k, data):
         save_checkpoint(out / "checkpoint.npz", {**data, **stamp})
         fault_point(f"checkpoint:{k}")
+        if not loading:  # after the solve's own tracing, overlap ~0.8 s of the summary's imports with it
+            loading.append(_import_in_background("arviz"))
+
+    loading: list = []
 
     s = cfg["solver"]
     kwargs = solver_settings(cfg)
@@ -221,6 +225,26 @@ def _solve_and_write(cfg: dict, problem, out: Path, ck, quiet: bool, fp: dict | 
     fault_point("outputs")
     (out / "checkpoint.npz").unlink(missing_ok=True)
     return summary
+
+
+def _import_in_background(*modules: str):
+    """Import ``modules`` in a daemon thread: the solve spends its time in XLA computations, which release
+    the GIL, so the imports of later phases overlap with it (Python's import lock makes a later
+    ``import`` of the same module wait for this one rather than run twice). An import that fails here
+    fails again, with its message, where the module is used."""
+    import importlib
+    import threading
+
+    def load():
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # reported where the module is imported for use
+                pass
+
+    thread = threading.Thread(target=load, name="bolt-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def _residual(summary: dict) -> str:

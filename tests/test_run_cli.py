@@ -91,3 +91,14 @@ def test_run_bad_config_is_one_line(tmp_path):
     assert r.returncode == 2 and "solver.method" in r.stderr and "Traceback" not in r.stderr
     r = _bolt("run", "--resume", str(tmp_path / "nowhere"))
     assert r.returncode == 2 and "resume" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_background_imports_load_the_module_and_swallow_failures():
+    """``bolt run`` overlaps the summary's imports with the solve: the thread imports the module, and an
+    import that fails there is left to fail (with its message) where the module is used."""
+    from bolt.commands import _import_in_background
+
+    sys.modules.pop("colorsys", None)
+    t = _import_in_background("bolt_no_such_module", "colorsys")
+    t.join(30)
+    assert not t.is_alive() and "colorsys" in sys.modules

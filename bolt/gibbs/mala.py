@@ -114,10 +114,10 @@ class MALA(MCMCKernel):
         self._wa_init, self._wa_update = warmup_adapter(
             num_warmup, adapt_step_size=self._adapt_step_size, adapt_mass_matrix=self._adapt_mass_matrix,
             dense_mass=False, target_accept_prob=self._target_accept_prob)
-        potential_fn = self._potential_fn_gen(*model_args, **model_kwargs)
+        gen = self._potential_fn_gen
 
-        def init_one(params, key):
-            pe, grad = jax.value_and_grad(potential_fn)(params)
+        def init_one(params, key, args, kwargs):
+            pe, grad = jax.value_and_grad(gen(*args, **kwargs))(params)
             size = ravel_pytree(params)[0].shape[0]
             wa = self._wa_init((params,), key, self._step_size, mass_matrix_size=size)
             wa = wa._replace(rng_key=None)
@@ -125,9 +125,10 @@ class MALA(MCMCKernel):
             return MALAState(jnp.array(0), params, pe, grad, zero, zero, jnp.array(False), wa, key)
 
         self._vectorized = not is_prng_key(rng_key)
+        # one compiled program (the model's arguments passed, not baked in), not an op-by-op evaluation
         if is_prng_key(rng_key):
             params = info[0] if init_params is None else init_params
-            return init_one(params, rng_key)
+            return jax.jit(init_one)(params, rng_key, model_args, model_kwargs)
         if init_params is None:
             keys = jax.vmap(lambda k: random.split(k)[0])(rng_key)
             params = jax.vmap(lambda k: initialize_model(
@@ -135,7 +136,7 @@ class MALA(MCMCKernel):
                 model_kwargs=model_kwargs)[0][0])(keys)
         else:
             params = init_params
-        return jax.vmap(init_one)(params, rng_key)
+        return jax.jit(jax.vmap(init_one, in_axes=(0, 0, None, None)))(params, rng_key, model_args, model_kwargs)
 
     def sample(self, state, model_args, model_kwargs):
         model_kwargs = {} if model_kwargs is None else model_kwargs
