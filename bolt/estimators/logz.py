@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bolt.errors import BoltError
-from bolt.problem.model import Field, Problem
+from bolt.problem.model import Field, Problem, problem_jit
 
 __all__ = ["LogZ", "log_z_monte_carlo", "log_z_thermodynamic", "log_z", "log_z_bridge", "log_z_importance"]
 
@@ -201,6 +201,22 @@ def log_z_bridge(key, problem: Problem, fld: Field, draws, *, ess: float | None 
                 float(ref_var))
 
 
+@problem_jit(static_argnums=(3, 4))
+def _importance_log_weights(problem: Problem, X, fld: Field, key, n: int, defensive: float, inflation):
+    """``n`` proposals of :func:`log_z_importance` and their log-weights ``log(γ_τ e^{ℓ}/q)``, in one program."""
+    tau, bt, d = problem.tau, problem.beta / problem.tau, problem.d
+    mean = jnp.mean(X, 0)
+    chol = jnp.linalg.cholesky(inflation * jnp.atleast_2d(jnp.cov(X.T)) + 1e-10 * tau * jnp.eye(d, dtype=X.dtype))
+    k1, k2, _ = jax.random.split(key, 3)
+    from_prior = jax.random.uniform(k1, (n,)) < defensive
+    Z = jax.random.normal(k2, (n, d), X.dtype)
+    Y = jnp.where(from_prior[:, None], jnp.sqrt(tau) * Z, mean[None, :] + Z @ chol.T)
+    lp = -jnp.sum(Y * Y, -1) / (2 * tau) - 0.5 * d * jnp.log(2 * jnp.pi * tau)
+    log_q = jnp.logaddexp(jnp.log(defensive) + lp, jnp.log1p(-defensive) + _log_gaussian(Y, mean, chol)) \
+        if defensive < 1.0 else lp
+    return lp - bt * problem.psi_field(Y, fld) - log_q
+
+
 def log_z_importance(key, problem: Problem, fld: Field, draws, *, n: int = 100_000, defensive: float = 0.05,
                      inflation: float = 1.0) -> LogZ:
     r"""log Z by importance sampling from a defensive Gaussian fit of the draws of Γ(µ).
@@ -216,22 +232,12 @@ def log_z_importance(key, problem: Problem, fld: Field, draws, *, n: int = 100_0
     the delta method, ``sd(w)/(sqrt(n) mean(w))``.
     """
     X = jnp.asarray(draws)
-    tau, bt, d = problem.tau, problem.beta / problem.tau, problem.d
+    d = problem.d
     if not 0.0 < defensive <= 1.0:
         raise BoltError(f"log_z_importance: defensive must be in (0, 1], got {defensive}")
     if X.shape[0] < 2 * (d + 2):
         raise BoltError(f"log_z_importance: {X.shape[0]} draws are too few to fit a Gaussian in d = {d}")
-    mean = jnp.mean(X, 0)
-    chol = jnp.linalg.cholesky(inflation * jnp.atleast_2d(jnp.cov(X.T)) + 1e-10 * tau * jnp.eye(d))
-    k1, k2, k3 = jax.random.split(key, 3)
-    from_prior = jax.random.uniform(k1, (n,)) < defensive
-    Z = jax.random.normal(k2, (n, d), X.dtype)
-    Y = jnp.where(from_prior[:, None], jnp.sqrt(tau) * Z, mean[None, :] + Z @ chol.T)
-    log_prior = lambda W: -jnp.sum(W * W, -1) / (2 * tau) - 0.5 * d * jnp.log(2 * jnp.pi * tau)
-    lp = log_prior(Y)
-    log_q = jnp.logaddexp(jnp.log(defensive) + lp, jnp.log1p(-defensive) + _log_gaussian(Y, mean, chol)) \
-        if defensive < 1.0 else lp
-    log_w = np.asarray(lp - bt * problem.psi_field(Y, fld) - log_q, np.float64)
+    log_w = np.asarray(_importance_log_weights(problem, X, fld, key, int(n), float(defensive), inflation), np.float64)
     m = log_w.max()
     w = np.exp(log_w - m)
     value = m + np.log(w.mean())
