@@ -1,7 +1,7 @@
 """A persistent cache of compiled XLA programs, shared by every ``bolt`` command.
 
 A bolt run compiles its sampler, diagnostics and estimators once per process; on a 2-core machine
-that is about a third of a first default run (26 s cold against 15 s warm in
+that is about 40 % of a first default run (21 s cold against 13 s warm in
 studies/benchmarks/bench_run.py). With the cache, a second run of the same shapes loads them from
 disk instead. The ``bolt`` command line turns it on; the Python API
 leaves JAX's configuration alone unless :func:`enable_compilation_cache` is called.
