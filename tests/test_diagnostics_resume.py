@@ -68,6 +68,8 @@ def test_report_has_every_section_and_images_decode(full_run):
     for sec in ("problem", "convergence", "marginals", "function", "diagnostics", "bounds", "provenance"):
         assert f"id='{sec}'" in html, sec
     assert "Pair plot" in html
+    summary = json.loads((out / "summary.json").read_text())  # both stopping tests are reported
+    assert f"drift z = {summary['drift_z']:+.2f}" in html and f"(p = {summary['residual_p_value']:.2f})" in html
     imgs = re.findall(r"base64,([A-Za-z0-9+/=]+)", html)
     assert len(imgs) >= 6  # convergence, marginals, pairs, function, trace, rank
     for b in imgs:

@@ -48,11 +48,13 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def _convergence_fig(trace):
+def _convergence_fig(trace, tolerance=None):
     import matplotlib.pyplot as plt
 
     keys = [k for k in ("residual", "free_energy", "risk", "kl") if k in trace]
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 2.8))
+    tests = [(k, label) for k, label in (("p_value", "KSD test"), ("drift_p_value", "drift test")) if k in trace]
+    n = len(keys) + bool(tests)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 2.8))
     axes = np.atleast_1d(axes)
     for ax, k in zip(axes, keys):
         v = np.asarray(trace[k])
@@ -61,6 +63,17 @@ def _convergence_fig(trace):
         ax.set_xlabel("iteration")
         if k == "residual" and np.all(v[np.isfinite(v)] > 0) and len(v) > 1:
             ax.set_yscale("log")
+    if tests:  # the stopping tests' p-values against the level they must reach twice running
+        ax = axes[-1]
+        for k, label in tests:
+            v = np.asarray(trace[k], float)
+            ax.plot(np.arange(1, len(v) + 1), np.clip(v, 1e-6, 1.0), "o-", ms=3, label=label)
+        if tolerance is not None:
+            ax.axhline(float(tolerance), color="k", lw=0.8, ls="--", label=f"tolerance {float(tolerance):g}")
+        ax.set_yscale("log")
+        ax.set_title("stopping tests (p-value)")
+        ax.set_xlabel("iteration")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -244,7 +257,8 @@ def build_report(run_dir) -> str:
                     else "")
                  + (f", drift z = {float(summary['drift_z']):+.2f} (p = {float(summary['drift_p_value']):.2f})"
                     if summary.get("drift_z") is not None else "") + ".</p>"
-                 + _png(_convergence_fig(trace)) + "</section>")
+                 + _png(_convergence_fig(trace, summary.get("config", {}).get("solver", {}).get("tolerance")))
+                 + "</section>")
 
     # marginals
     parts.append("<section id='marginals'><h2>Marginals of µ* against γ_τ</h2>"
