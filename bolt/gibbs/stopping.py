@@ -95,13 +95,38 @@ def _halves(chain_draws):
 
 
 def _var_of_mean(values, chains: int, min_blocks: int):
-    """Variance of the mean of ``values`` (``chains`` consecutive chains) by batch means: whole chains
-    as batches when there are ``min_blocks`` of them, else each chain cut into equal blocks."""
-    per = values.shape[0] // chains
-    bpc = min(per, max(1, -(-min_blocks // chains)))
-    size = per // bpc
-    means = values.reshape(chains, per)[:, : bpc * size].reshape(chains * bpc, size).mean(1)
-    return jnp.var(means, ddof=1) / means.shape[0]
+    """Variance of the mean of ``values`` (``chains`` consecutive chains of equal length).
+
+    With at least ``min_blocks`` chains: batch means over whole chains, exact whatever the
+    autocorrelation (the chains are independent). With fewer: the total variance times the
+    integrated autocorrelation time over the number of draws, the time from the multi-chain
+    autocorrelation (Stan's ``var⁺`` form) summed by Geyer's initial monotone positive sequence.
+    (Batch means over blocks inside the chains rejected exact fixed points 17–22 % of the time at 5 %
+    with 4 chains and a lag-one correlation near 0.9.)"""
+    n = values.shape[0]
+    per = n // chains
+    if chains >= min_blocks or per < 4:
+        means = values.reshape(chains, per).mean(1)
+        return jnp.var(means, ddof=1) / chains if chains >= 2 else jnp.var(values, ddof=1) / n
+    return jnp.var(values, ddof=1) * _autocorrelation_time(values.reshape(chains, per)) / n
+
+
+def _autocorrelation_time(x):
+    """Integrated autocorrelation time of chains ``x`` ``(chains, draws)`` (Geyer's initial monotone
+    positive sequence on Stan's multi-chain autocorrelation; at least 1/log10(draws), as Stan)."""
+    chains, per = x.shape
+    xc = x - jnp.mean(x, 1, keepdims=True)
+    m = 1 << (2 * per - 1).bit_length()
+    f = jnp.fft.rfft(xc, n=m, axis=1)
+    acov = jnp.mean(jnp.fft.irfft(f * jnp.conj(f), n=m, axis=1)[:, :per], 0) / per
+    within = acov[0] * per / (per - 1.0)
+    var_plus = acov[0] + (jnp.var(jnp.mean(x, 1), ddof=1) if chains > 1 else 0.0)
+    rho = 1.0 - (within - acov) / var_plus
+    k = per // 2
+    pairs = rho[: 2 * k].reshape(k, 2).sum(1)
+    keep = jnp.cumprod(pairs > 0)
+    pairs = jax.lax.cummin(jnp.where(keep > 0, pairs, 0.0))
+    return jnp.maximum(-1.0 + 2.0 * jnp.sum(pairs * keep), 1.0 / math.log10(chains * per))
 
 
 def field_drift_test(problem: Problem, chain_draws, field: Field, field_weights_sq, *,
@@ -123,8 +148,9 @@ def field_drift_test(problem: Problem, chain_draws, field: Field, field_weights_
     = Σ a_i² of the draws µ_k averages, as the estimators' field error bar takes it) fed back
     through Γ, and the draws' own. ``J*g(v) = −(β/τ) Cov_{W∼ν}(g(W), K(W, v))``; without it (taking
     ``Γ(µ_k) = µ*``) the test rejected exact fixed points 12–17 % of the time at 5 % in d = 1.
-    ``Var(·)·n/ESS`` is estimated by batch means over at least ``min_blocks`` blocks of consecutive
-    draws (whole chains when there are that many). ``z = D / sd`` and a two-sided normal p-value.
+    ``Var(·)·n/ESS`` is estimated by batch means over whole chains when a half has at least
+    ``min_blocks`` of them, else from the chains' integrated autocorrelation time
+    (:func:`_var_of_mean`). ``z = D / sd`` and a two-sided normal p-value.
 
     The test is linear in the field's error where the KSD test (:func:`fixed_point_test`) is
     quadratic: it sees a transient of the damped iteration that still biases KL by several standard
