@@ -192,6 +192,9 @@ def test_drift_test_is_calibrated_at_the_exact_fixed_point(beta, tau):
     prior = pb.field(np.sqrt(pb.tau) * rng.standard_normal((500, 1)))
     alt = [float(test(jnp.asarray(x), prior)) for x in draws(prior, 20 * 500).reshape(20, 20, 25, 1)]
     assert all(abs(x) > norm.isf(0.025) for x in alt), np.round(alt, 1)
+    # on at most 200 of the 500 draws (every third draw of each chain, 180): still rejected
+    x = jnp.asarray(draws(prior, 500).reshape(20, 25, 1))
+    assert abs(float(field_drift_test(pb, x, prior, wsq, max_draws=200).z)) > norm.isf(0.025)
 
 
 @pytest.mark.slow

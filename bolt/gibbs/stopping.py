@@ -130,7 +130,7 @@ def _autocorrelation_time(x):
 
 
 def field_drift_test(problem: Problem, chain_draws, field: Field, field_weights_sq, *,
-                     min_blocks: int = 20) -> DriftTest:
+                     min_blocks: int = 20, max_draws: int = 8000) -> DriftTest:
     r"""Has the field stopped moving in the direction that moves KL and R?
 
     ``chain_draws`` ``(chain, draw, d)`` are draws of Γ(µ), µ given by ``field``. For ν = Γ(µ), a
@@ -150,14 +150,19 @@ def field_drift_test(problem: Problem, chain_draws, field: Field, field_weights_
     ``Γ(µ_k) = µ*``) the test rejected exact fixed points 12–17 % of the time at 5 % in d = 1.
     ``Var(·)·n/ESS`` is estimated by batch means over whole chains when a half has at least
     ``min_blocks`` of them, else from the chains' integrated autocorrelation time
-    (:func:`_var_of_mean`). ``z = D / sd`` and a two-sided normal p-value.
+    (:func:`_var_of_mean`). ``z = D / sd`` and a two-sided normal p-value. At most ``max_draws``
+    draws are used (every few draws of each chain, then every few chains; the kernel matrices of
+    the halves are ``(max_draws/2)²``), and ``n`` is the number used.
 
     The test is linear in the field's error where the KSD test (:func:`fixed_point_test`) is
     quadratic: it sees a transient of the damped iteration that still biases KL by several standard
     errors, which the KSD test at these sample sizes does not.
     """
+    C, per, d = chain_draws.shape
+    if C * per > max_draws:  # every few draws of each chain, then every few chains: memory ~ (max_draws/2)²
+        chain_draws = chain_draws[:, :: -(-C * per // max_draws)]
+        chain_draws = chain_draws[:: -(-chain_draws.shape[0] * chain_draws.shape[1] // max_draws)]
     A, B = _halves(chain_draws)
-    d = chain_draws.shape[2]
     bt = problem.beta / problem.tau
     parts = []
     for G, E in ((A, B), (B, A)):
