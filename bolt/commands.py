@@ -166,13 +166,13 @@ def _solve_and_write(cfg: dict, problem, out: Path, ck, quiet: bool, fp: dict | 
     stamp = {k: np.asarray(v) for k, v in fp.items()}
     stamp["config_json"] = np.asarray(json.dumps(cfg, sort_keys=True))
 
+    loading: list = []  # the background import's thread, once started
+
     def on_iteration(k, data):
         save_checkpoint(out / "checkpoint.npz", {**data, **stamp})
         fault_point(f"checkpoint:{k}")
         if not loading:  # after the solve's own tracing, overlap ~0.8 s of the summary's imports with it
             loading.append(_import_in_background("arviz"))
-
-    loading: list = []
 
     s = cfg["solver"]
     kwargs = solver_settings(cfg)

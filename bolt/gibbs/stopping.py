@@ -53,10 +53,7 @@ def fixed_point_test(key, problem: Problem, chain_draws, *, max_tested: int = 10
     if tested.shape[0] * tested.shape[1] < 2:
         raise BoltError(f"the fixed-point test needs at least 4 draws (2 per half); got {C} chains of {n} "
                         f"(raise solver.particles)")
-    max_tested = max(2, min(int(max_tested), (1 << 24) // (d * n_boot)))
-    per = -(-max_tested // tested.shape[0])  # draws kept per chain
-    sub = tested[:, :: max(1, -(-tested.shape[1] // per))]
-    sub = sub[:: max(1, -(-sub.shape[0] * sub.shape[1] // max_tested))]
+    sub = _thin(tested, max(2, min(int(max_tested), (1 << 24) // (d * n_boot))))
     X = sub.reshape(-1, d)
     k1, k2 = jax.random.split(key)
     noise = _field_noise(k2, problem, X, fieldd, n_boot, max_field_noise, min_blocks)
@@ -86,6 +83,14 @@ class DriftTest(NamedTuple):
     z: jax.Array
     p_value: jax.Array
     kl_step: jax.Array
+
+
+def _thin(chain_draws, cap: int):
+    """At most about ``cap`` of the draws ``(chain, draw, d)``: every few draws of each chain, then every
+    few chains (chains stay whole, so their autocorrelation structure is kept)."""
+    per = -(-cap // chain_draws.shape[0])  # draws kept per chain
+    sub = chain_draws[:, :: max(1, -(-chain_draws.shape[1] // per))]
+    return sub[:: max(1, -(-sub.shape[0] * sub.shape[1] // cap))]
 
 
 def _halves(chain_draws):
@@ -134,8 +139,8 @@ def field_drift_test(problem: Problem, chain_draws, field: Field, field_weights_
     r"""Has the field stopped moving in the direction that moves KL and R?
 
     ``chain_draws`` ``(chain, draw, d)`` are draws of Γ(µ), µ given by ``field``. For ν = Γ(µ), a
-    change δ of the field moves ``KL(ν‖γ_τ)`` by ``(β/τ)² ∫ g dδ`` and R by ``−2(β/τ) ∫ g dδ``
-    (F by nothing), ``g(v) = Cov_{W∼ν}(Ψ(W; µ), K(W, v))``. One undamped Picard step replaces µ by
+    change δ of the field moves ``KL(ν‖γ_τ)`` by ``(β/τ)² ∫ g dδ`` (and, near the fixed point, R by
+    ``−2(β/τ) ∫ g dδ`` and F by nothing), ``g(v) = Cov_{W∼ν}(Ψ(W; µ), K(W, v))``. One undamped Picard step replaces µ by
     the draws ν̂, so ``D = ∫ g d(ν̂ − µ) = Cov_{W∼ν}(Ψ(W; µ), Ψ(W; ν̂) − Ψ(W; µ))`` is what that step
     would do to KL, in the statistic ``kl_step = (β/τ)² D``. Cross-fitted: ``g`` (the covariance) is
     taken over one half of the chains and ν̂ is the other half, both ways round, and the two are
@@ -150,27 +155,24 @@ def field_drift_test(problem: Problem, chain_draws, field: Field, field_weights_
     ``Γ(µ_k) = µ*``) the test rejected exact fixed points 12–17 % of the time at 5 % in d = 1.
     ``Var(·)·n/ESS`` is estimated by batch means over whole chains when a half has at least
     ``min_blocks`` of them, else from the chains' integrated autocorrelation time
-    (:func:`_var_of_mean`). ``z = D / sd`` and a two-sided normal p-value. At most ``max_draws``
-    draws are used (every few draws of each chain, then every few chains; the kernel matrices of
-    the halves are ``(max_draws/2)²``), and ``n`` is the number used.
+    (:func:`_var_of_mean`). ``z = D / sd`` and a two-sided normal p-value. At most about
+    ``max_draws`` draws are used (:func:`_thin`), and ``n`` is the number used.
 
     The test is linear in the field's error where the KSD test (:func:`fixed_point_test`) is
     quadratic: it sees a transient of the damped iteration that still biases KL by several standard
     errors, which the KSD test at these sample sizes does not.
     """
-    C, per, d = chain_draws.shape
-    if C * per > max_draws:  # every few draws of each chain, then every few chains: memory ~ (max_draws/2)²
-        chain_draws = chain_draws[:, :: -(-C * per // max_draws)]
-        chain_draws = chain_draws[:: -(-chain_draws.shape[0] * chain_draws.shape[1] // max_draws)]
+    d = chain_draws.shape[2]
+    chain_draws = _thin(chain_draws, max_draws)  # the halves' kernel matrices are at most (max_draws/2)²
     A, B = _halves(chain_draws)
     bt = problem.beta / problem.tau
     parts = []
     for G, E in ((A, B), (B, A)):
         Gf, Ef = G.reshape(-1, d), E.reshape(-1, d)
         m = Gf.shape[0]
-        c = problem.psi_field(Gf, field)
-        c = c - jnp.mean(c)
-        shift = problem.psi_field(Gf, problem.field(Ef)) - problem.psi_field(Gf, field)
+        psi = problem.psi_field(Gf, field)
+        c = psi - jnp.mean(psi)
+        shift = problem.psi_field(Gf, problem.field(Ef)) - psi
         D = jnp.dot(c, shift) / (m - 1)
         g_G = c @ problem.kernel(Gf, Gf) / (m - 1)  # g on G's draws, for J*g
         K_GE = problem.kernel(Gf, Ef)
