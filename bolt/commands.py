@@ -12,7 +12,8 @@ __all__ = ["register", "run_config", "PICARD_KEYS", "MFLD_KEYS"]
 
 DEFAULT_OUT = "bolt-run"
 PICARD_KEYS = ("particles", "chains", "damping", "tolerance", "max_iterations", "min_iterations", "warmup",
-               "inner_steps", "step_size", "adapt", "kernel", "buffer", "final_blocks", "field_size", "devices")
+               "inner_steps", "step_size", "adapt", "kernel", "buffer", "final_blocks", "field_size", "field_cv",
+               "devices")
 MFLD_KEYS = ("particles", "step_size", "horizon", "tolerance", "devices", "precision")
 
 

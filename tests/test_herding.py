@@ -75,22 +75,30 @@ def test_picard_samples_the_herded_field_and_traces_its_error():
 
 def test_block_gram_kept_current_across_mixes_equals_the_full_pass():
     """update_block_gram after each of several Picard mixes equals block_gram recomputed from scratch
-    (also with row chunks that do not divide the block, padded), and herding with it picks the same points."""
-    for max_block in (None, 5000):
+    (also with row chunks that do not divide the block, padded), its weighted sums are µK, and herding
+    with it picks the same points. The blocks' atoms carry unequal weights, some negative (Picard's
+    control-variate weights), or equal ones."""
+    for max_block, signed in ((None, True), (5000, True), (None, False)):
         pb = _problem()
         if max_block is not None:
             pb.max_block = max_block  # 16-row chunks of a 300-row block: padding and a scan
         n, B = 300, 4
         rng = np.random.default_rng(5)
-        fld = pb.field(jnp.asarray(0.7 * rng.normal(size=(n * B, pb.d))))
+
+        def weights(m, rng=rng, signed=signed):
+            w = 1.0 + (1.5 * rng.normal(size=m) if signed else np.zeros(m))
+            return jnp.asarray(w / w.sum())
+
+        fld = pb.field(jnp.asarray(0.7 * rng.normal(size=(n * B, pb.d))), weights(n * B))
         G = block_gram(pb, fld, B)
         for _ in range(5):
-            fld = pb.mix(fld, pb.field(jnp.asarray(0.3 + 0.6 * rng.normal(size=(n, pb.d)))), 0.5)
+            fld = pb.mix(fld, pb.field(jnp.asarray(0.3 + 0.6 * rng.normal(size=(n, pb.d))), weights(n)), 0.5)
+            assert np.any(np.asarray(fld.weights) < 0) == signed
             G = update_block_gram(pb, G, fld, B)
-            np.testing.assert_allclose(G, block_gram(pb, fld, B), rtol=1e-12, atol=1e-12)
-            a_blk = np.asarray(fld.weights)[::n]
+            np.testing.assert_allclose(G, block_gram(pb, fld, B), rtol=1e-11, atol=1e-11)
+            a_blk = np.asarray(fld.weights).reshape(B, n).mean(1)
             mu = np.asarray(pb.kernel(fld.particles, fld.particles)) @ np.asarray(fld.weights)
-            np.testing.assert_allclose(np.asarray(G) @ a_blk, mu, rtol=1e-12)
+            np.testing.assert_allclose(np.asarray(G) @ a_blk, mu, rtol=1e-11, atol=1e-12)
             (nu0, r0), (nu1, r1) = herd_field(pb, fld, 100), herd_field(pb, fld, 100, gram=G)
             assert np.array_equal(nu0.particles, nu1.particles)
             np.testing.assert_allclose(float(r1), float(r0), rtol=1e-8)

@@ -149,13 +149,18 @@ def _field_weights_sq(result: SolveResult) -> float:
 
 
 def _field_noise_sd(problem: Problem, P: np.ndarray, psi: np.ndarray, result: SolveResult, ess: float,
-                    n_w: int = 4000, n_v: int = 400) -> float:
+                    n_w: int = 4000, n_v: int = 2000) -> float:
     r"""Standard deviation of ``∫ g d(µ_K − µ)`` with ``g(v) = Cov_{W∼Γ(µ_K)}(Ψ(W; µ_K), K(W, v))``.
 
     For ν = Γ(µ), a perturbation δµ of the field moves ``KL(ν‖γ_τ)`` by ``(β/τ)² ∫ g dδµ`` and ``R(ν)``
     by ``−2(β/τ) ∫ g dδµ`` (F by nothing: it is stationary). µ_K is a weighted empirical measure of
     MCMC draws, so ``Var ∫ g dδµ ≈ Var_µ(g) · Σ a_i² · n/ESS``; ``g`` is estimated from ``n_w`` of the
-    final draws at ``n_v`` others (both ≈ µ*).
+    final draws at ``n_v`` others (both ≈ µ*). When Picard's blocks carry Stein control-variate weights
+    (``settings["field_cv_degree"]``, :func:`~bolt.gibbs.picard.block_weights`), ``Var_µ(g)`` is that of
+    ``g``'s control-variate error series (:func:`~bolt.estimators.control_variates.stein_error_series`:
+    its residual after regression on the Stein images of the same degree, with leverage) at those
+    draws, with the score of Γ(µ_K) — the law of the final draws and, at a fixed point, of the
+    field's blocks.
     """
     n = len(P)
     W = P[:: max(1, n // n_w)][:n_w]
@@ -164,6 +169,12 @@ def _field_noise_sd(problem: Problem, P: np.ndarray, psi: np.ndarray, result: So
     V = P[max(1, n // n_w) // 2:: max(1, n // n_v)][:n_v]
     K = np.asarray(problem.kernel(jnp.asarray(W), jnp.asarray(V)), np.float64)
     g = c @ (K - K.mean(0)) / (len(W) - 1)
+    degree = int(result.settings.get("field_cv_degree", 0)) if result.method.startswith("picard") else 0
+    if degree:
+        from bolt.estimators.control_variates import stein_error_series, stein_features
+
+        Vj = jnp.asarray(V)
+        g = np.asarray(stein_error_series(g, stein_features(Vj, problem.score(Vj, result.field), degree)))
     corr = max(1.0, n / max(float(ess), 1.0))
     return float(np.sqrt(np.var(g, ddof=1) * _field_weights_sq(result) * corr))
 

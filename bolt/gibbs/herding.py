@@ -29,20 +29,33 @@ __all__ = ["herd_field", "block_gram", "update_block_gram"]
 
 
 def block_gram(problem: Problem, fld: Field, blocks: int) -> jax.Array:
-    """``G[i, b] = Σ_{j ∈ block b} K(x_i, x_j)`` for a field of ``blocks`` equal blocks of atoms.
+    """``G[i, b] = Σ_{j ∈ block b} r_j K(x_i, x_j)`` for a field of ``blocks`` equal-sized blocks of atoms,
+    ``r_j`` the atom's weight relative to its block's mean weight (1 for equal weights).
 
-    With the block weights ``a_b`` (equal within a block, as :meth:`~bolt.problem.Problem.mix`
-    keeps Picard's buffer), ``µK(x_i) = Σ_b a_b G[i, b]``: the kernel sums herding needs. This is
+    With the block weights ``A_b`` (the sums of its atoms' weights, as :meth:`~bolt.problem.Problem.mix`
+    keeps Picard's buffer), ``µK(x_i) = Σ_b (A_b/n) G[i, b]``: the kernel sums herding needs. This is
     the full ``n² `` pass; :func:`update_block_gram` keeps ``G`` current after each mix at a
     ``1/blocks`` of its cost.
     """
     X = fld.particles
-    return _block_gram(problem, X, X.shape[0] // int(blocks))
+    n = X.shape[0] // int(blocks)
+    return _block_gram(problem, X, _relative_weights(fld.weights, int(blocks)), n)
 
 
-@problem_jit(static_argnums=(1,))
-def _block_gram(problem: Problem, X, n: int):
-    cols = [map_rows(lambda R, Xb=X[b * n:(b + 1) * n]: jnp.sum(problem.kernel(R, Xb), 1), X,
+def _relative_weights(a, blocks: int):
+    """Each atom's weight over its block's mean weight, ``(blocks · n,)``."""
+    a = a.reshape(blocks, -1)
+    return (a / jnp.mean(a, 1, keepdims=True)).reshape(-1)
+
+
+def _block_weights(a, blocks: int):
+    """Each block's mean atom weight ``A_b / n``, ``(blocks,)``."""
+    return jnp.mean(a.reshape(blocks, -1), 1)
+
+
+@problem_jit(static_argnums=(2,))
+def _block_gram(problem: Problem, X, r, n: int):
+    cols = [map_rows(lambda R, Xb=X[b * n:(b + 1) * n], rb=r[b * n:(b + 1) * n]: problem.kernel(R, Xb) @ rb, X,
                      block_size(n, problem.max_block)) for b in range(X.shape[0] // n)]
     return jnp.stack(cols, 1)
 
@@ -60,23 +73,25 @@ def update_block_gram(problem: Problem, gram: jax.Array, fld: Field, blocks: int
     B = int(blocks)
     n = X.shape[0] // B
     N = X[:n]
+    r = _relative_weights(fld.weights, B).reshape(B, n)
     c = min(n, block_size(n, problem.max_block))
     n_chunks = -(-n // c)
     pad = n_chunks * c - n
 
-    def one_block(Xb):  # row sums of K(Xb, N) and its column sums, chunked over the rows of Xb
+    def one_block(args):  # weighted row sums of K(Xb, N) and column sums, chunked over the rows of Xb
+        Xb, rb = args
         R = jnp.concatenate([Xb, jnp.zeros((pad, X.shape[1]), X.dtype)]).reshape(n_chunks, c, -1)
-        m = jnp.concatenate([jnp.ones(n, X.dtype), jnp.zeros(pad, X.dtype)]).reshape(n_chunks, c)
+        m = jnp.concatenate([rb, jnp.zeros(pad, X.dtype)]).reshape(n_chunks, c)
 
         def chunk(acc, rm):
-            r, mask = rm
-            K = problem.kernel(r, N)
-            return acc + mask @ K, jnp.sum(K, 1)
+            rows_, mask = rm
+            K = problem.kernel(rows_, N)
+            return acc + mask @ K, K @ r[0]
 
         col, rows = jax.lax.scan(chunk, jnp.zeros(n, X.dtype), (R, m))
         return rows.reshape(-1)[:n], col
 
-    rows, cols = jax.lax.map(one_block, X.reshape(B, n, -1))  # (B, n) each
+    rows, cols = jax.lax.map(one_block, (X.reshape(B, n, -1), r))  # (B, n) each
     new = jnp.zeros_like(gram)
     new = new.at[:, 0].set(rows.reshape(-1))
     new = new.at[:n, 1:].set(cols[1:].T)
@@ -96,8 +111,7 @@ def herd_field(problem: Problem, fld: Field, size: int, *, candidates: int | Non
       candidates: herd from this many of µ's points (every ``n/candidates``-th; default all ``n``,
         which also gives ``∫∫K dµ dµ`` for the ratio at no extra cost); the target is always the
         whole of µ.
-      gram: µ's :func:`block_gram` (``(n, blocks)``; the weights equal within each block), which
-        replaces the ``n²`` pass for ``µK``.
+      gram: µ's :func:`block_gram` (``(n, blocks)``), which replaces the ``n²`` pass for ``µK``.
 
     Returns:
       ``(ν, ratio)``: the herded field and ``MMD_K(ν, µ)`` over the Monte Carlo noise of µ's own
@@ -126,8 +140,7 @@ def _herd(problem: Problem, fld: Field, size: int, n_cand: int):
 @problem_jit(static_argnums=(2, 3))
 def _herd_gram(problem: Problem, fld: Field, gram, size: int, n_cand: int):
     X, a = fld.particles, fld.weights
-    n_blk = X.shape[0] // gram.shape[1]
-    mu_x = gram @ a[::n_blk]  # µK(x_i) = Σ_b a_b G[i, b]
+    mu_x = gram @ _block_weights(a, gram.shape[1])  # µK(x_i) = Σ_b (A_b/n) G[i, b]
     stride = X.shape[0] // n_cand
     return _greedy(problem, fld, X[::stride][:n_cand], mu_x[::stride][:n_cand], mu_x, size)
 

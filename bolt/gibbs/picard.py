@@ -40,6 +40,7 @@ from numpyro.infer import MCMC, NUTS
 
 from bolt._faults import fault_point
 from bolt.errors import BoltError
+from bolt.estimators.control_variates import default_degree, stein_features, stein_weights
 from bolt.gibbs._progress import count_compilations, progress
 from bolt.gibbs.herding import block_gram, herd_field, update_block_gram
 from bolt.gibbs.mala import MALA
@@ -86,7 +87,8 @@ def field_weights_sq(route: str, damping: float, particles: int, buffer: int, mi
     and scales the others by ``1 − α``; on the arcsine route only the last ``buffer`` blocks are kept
     (µ_0's copies leave one by one) and the weights renormalised after each drop, which leaves them
     flatter than ``α(1 − α)^j``. µ_0's copies count as one block. The Monte Carlo variance of
-    ``∫ g dµ_k`` is ``Var(g)`` times this (for independent draws)."""
+    ``∫ g dµ_k`` is ``Var(g)`` times this (for independent draws; the variance of ``g``'s Stein
+    residual when the blocks carry control-variate weights, :func:`block_weights`)."""
     a, k = float(damping), int(mixes)
     if a >= 1.0 or k == 0:
         return 1.0 / particles
@@ -102,11 +104,35 @@ def field_weights_sq(route: str, damping: float, particles: int, buffer: int, mi
     return float(np.sum(blocks**2) / particles)
 
 
-def _initial_field(key, problem: Problem, n: int, buffer: int) -> Field:
-    """µ_0 = ``n`` draws of γ_τ; on the arcsine route the same block fills every block of the buffer
-    (so its herding sums cost one ``n²`` pass, not ``(buffer · n)²``)."""
+def _initial_field(key, problem: Problem, n: int, buffer: int, cv_degree: int = 0) -> Field:
+    """µ_0 = ``n`` draws of γ_τ (with their Stein weights, :func:`block_weights`); on the arcsine route
+    the same block fills every block of the buffer (so its herding sums cost one ``n²`` pass, not
+    ``(buffer · n)²``)."""
     prior = jnp.sqrt(problem.tau) * jax.random.normal(key, (n, problem.d))
-    return problem.field(jnp.tile(prior, (buffer, 1)) if problem.route == "arcsine" else prior)
+    wts = block_weights(prior, -prior / problem.tau, cv_degree)
+    if problem.route == "arcsine":
+        return problem.field(jnp.tile(prior, (buffer, 1)), jnp.tile(wts, buffer) / buffer)
+    return problem.field(prior, wts)
+
+
+def field_cv_degree(d: int, particles: int) -> int:
+    """The degree of the field's control-variate monomials: that of
+    :func:`~bolt.estimators.control_variates.default_degree`, at most 2. The weights are fitted on
+    the block itself; with degree 3 their leverage made the error wider than its estimate (the
+    drift test's z had sd 1.12 at β/τ = 16 with blocks of 250 draws, 1.07 with degree 2)."""
+    return min(default_degree(d, particles), 2)
+
+
+def block_weights(draws, scores, cv_degree: int):
+    """The weights a block of draws enters the field with: equal, or with ``cv_degree > 0`` the Stein
+    control-variate weights (:func:`~bolt.estimators.control_variates.stein_weights`) of the monomials up
+    to that degree, given the score of the law the draws were sampled from. They sum to 1 and
+    integrate every Stein image to zero, so ``∫ g dµ`` of the block has the error of ``g``'s residual
+    after regression on those images instead of ``g``'s own (~20× smaller in variance for the
+    field-noise directions of the default problem)."""
+    if not cv_degree:
+        return jnp.full((draws.shape[0],), 1.0 / draws.shape[0], draws.dtype)
+    return stein_weights(stein_features(draws, scores, cv_degree))
 
 
 def inner_sampler(problem: Problem, inner: str, settings: dict, *, chains: int, draws: int, inner_steps: int,
@@ -148,10 +174,10 @@ def inner_sampler(problem: Problem, inner: str, settings: dict, *, chains: int, 
 
 
 def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int = 2000, chains: int = 4,
-                 damping: float = 0.5, tolerance: float = 0.05, max_iterations: int = 30, min_iterations: int = 4,
+                 damping: float = 0.7, tolerance: float = 0.05, max_iterations: int = 30, min_iterations: int = 4,
                  warmup: int = 500, inner_steps: int = 1, step_size: float = 0.0, adapt: bool = True,
                  kernel: str = "mala", buffer: int = 4, logz_samples: int = 4096, final_blocks: int = 1,
-                 field_size: int = 0, devices: int = 1, checkpoint=None,
+                 field_size: int = 0, field_cv: bool = True, devices: int = 1, checkpoint=None,
                  on_iteration=None, progress_bar: bool | None = None) -> SolveResult:
     """Solve µ* = Γ(µ*) by damped Picard iteration with a NumPyro inner sampler.
 
@@ -179,6 +205,11 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         (:func:`~bolt.gibbs.herding.herd_field`; the trace's ``field_mmd_ratio`` is the herding
         error over the buffer's own Monte Carlo noise); 0 keeps the whole buffer. The result's
         ``field`` is the herded field its draws were sampled from.
+      field_cv: each block of draws enters µ with Stein control-variate weights (:func:`block_weights`,
+        monomials up to :func:`field_cv_degree`) instead of equal ones: the field's Monte Carlo
+        error in the directions that move KL and R shrinks (on the default problem the field's share
+        of KL's error bar fell from 0.0019 to about 0.0004). The degree is
+        ``settings["field_cv_degree"]`` (0: off).
       final_blocks: blocks of ``particles`` draws of the final Γ(µ_K) in the result. Once the
         stopping rule is met the chains continue with the same µ_K for ``final_blocks − 1`` more
         blocks, so the estimators downstream have proportionally more effective draws at the cost
@@ -200,7 +231,10 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
     settings = dict(method=f"picard-{inner}", particles=particles, chains=chains, damping=damping,
                     tolerance=tolerance, max_iterations=max_iterations, min_iterations=min_iterations,
                     warmup=warmup, inner_steps=inner_steps, step_size=step_size, adapt=adapt, kernel=kernel,
-                    buffer=buffer, logz_samples=logz_samples, final_blocks=final_blocks, field_size=field_size)
+                    buffer=buffer, logz_samples=logz_samples, final_blocks=final_blocks, field_size=field_size,
+                    field_cv=bool(field_cv))
+    cv_degree = field_cv_degree(problem.d, particles) if field_cv else 0
+    settings["field_cv_degree"] = cv_degree
     draws = particles // chains
     sharding = row_sharding(devices, chains, what="solver.chains")
     settings["devices"] = 1 if sharding is None else sharding.num_devices
@@ -217,9 +251,11 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         """KSD and drift tests, log Z (plain MC, trace only), KL, risk of the new draws, and the mixed
         field (``fld`` is µ_k's buffer, ``sfld`` the field the draws were sampled from, ``weights_sq``
         µ_k's Σ a_i²)."""
-        new = problem.field(samples)
+        new = problem.field(samples, block_weights(samples, problem.score(samples, sfld) if cv_degree else None,
+                                                   cv_degree))
         residual = fixed_point_test(jax.random.fold_in(key, 3), problem, samples.reshape(chains, draws, problem.d))
-        drift = field_drift_test(problem, samples.reshape(chains, draws, problem.d), sfld, weights_sq)
+        drift = field_drift_test(problem, samples.reshape(chains, draws, problem.d), sfld, weights_sq,
+                                 cv_degree=cv_degree)
         prior = jnp.sqrt(problem.tau) * jax.random.normal(key, (logz_samples, problem.d), samples.dtype)
         ell = -bt * problem.psi_field(prior, sfld)
         lz = jax.scipy.special.logsumexp(ell) - jnp.log(logz_samples)
@@ -233,7 +269,7 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
     start_k = 0
     prev = None
     if checkpoint is None:
-        fld = _initial_field(jax.random.fold_in(key, 10_000_019), problem, particles, buffer)
+        fld = _initial_field(jax.random.fold_in(key, 10_000_019), problem, particles, buffer, cv_degree)
         init = jnp.sqrt(problem.tau) * jax.random.normal(jax.random.fold_in(key, 10_000_020), (chains, problem.d))
     else:
         fld = Field(*(jnp.asarray(checkpoint[f"field_{n}"]) for n in Field._fields))
@@ -267,7 +303,8 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         if saved is not None and np.shape(saved) == (fld.particles.shape[0], buffer):
             gram = jnp.asarray(saved)
         elif checkpoint is None:  # µ_0's blocks are one block repeated
-            gram = jnp.tile(block_gram(problem, problem.field(fld.particles[:particles]), 1), (buffer, buffer))
+            first = problem.field(fld.particles[:particles], fld.weights[:particles] * buffer)
+            gram = jnp.tile(block_gram(problem, first, 1), (buffer, buffer))
         else:
             gram = block_gram(problem, fld, buffer)
 
