@@ -329,6 +329,15 @@ def test_picard_blocks_enter_the_field_with_their_control_variate_weights(pb1):
         want = np.asarray(block_weights(x, pb1.score(x, law), deg))
         np.testing.assert_allclose(first / first.sum(), want, rtol=1e-9, atol=1e-14)
         assert np.ptp(want) > 0.1 / n
+    # the trace's drift z is the drift test told about those weights (the field's Σa² after k mixes)
+    from bolt.gibbs.picard import field_weights_sq
+    from bolt.gibbs.stopping import field_drift_test
+
+    for k, ck in enumerate(cks):
+        law = bolt.problem.Field(*(jnp.asarray(ck[f"last_field_{f}"]) for f in bolt.problem.Field._fields))
+        x = jnp.asarray(ck["samples"]).reshape(20, -1, 1)
+        z = field_drift_test(pb1, x, law, field_weights_sq(pb1.route, 0.7, n, B, k), cv_degree=deg).z
+        np.testing.assert_allclose(res.trace["drift_z"][k], float(z), rtol=1e-6)
     prior = _initial_field(jax.random.PRNGKey(0), pb1, n, B, deg)
     p = prior.particles[:n]
     want = np.tile(np.asarray(block_weights(p, -p / pb1.tau, deg)), B) / B

@@ -115,11 +115,13 @@ def stein_weights(features):
 
     ``Σ a_i g_i`` is the cross-fitted regression control-variate estimate of ``E g`` for *every*
     ``g`` at once: the draws are split into halves (the first and the second half of the rows —
-    whole chains when the rows are chain-major), and each half's ``ḡ − ĉ_gᵀ h̄`` takes ``ĉ_g`` from
-    the least-squares fit of ``g`` on ``h`` in the *other* half. For half A and the other half B,
-    ``a_i = 1/n − (n_B/n)(h_i − h̄_A)ᵀ((H_A − h̄_A)ᵀ(H_A − h̄_A))⁺ h̄_B``. Fitting and applying on the
-    same draws biased the estimate by ``O(k/n)``: −0.25 SE at 250 draws (degree 2, d = 1); the
-    halves are independent, so this is unbiased. Its error is given by :func:`stein_error_series`.
+    whole chains when the rows are chain-major and the chains are even in number), and each
+    half's ``ḡ − ĉ_gᵀ h̄`` takes ``ĉ_g`` from the least-squares fit of ``g`` on ``h`` in the *other*
+    half. For half A and the other half B,
+    ``a_i = 1/n − (n_B/n)(h_i − h̄_A)ᵀ((H_A − h̄_A)ᵀ(H_A − h̄_A))⁺ h̄_B``.
+    Fitting and applying on the same draws biased the estimate by ``O(k/n)``: −0.25 SE at 250 draws
+    (degree 2, d = 1); the halves are independent, so this is unbiased. Its error is given by
+    :func:`stein_error_series`.
     Some weights may be negative. A JAX function.
     """
     H = jnp.asarray(features)
