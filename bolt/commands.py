@@ -263,6 +263,9 @@ def print_summary(summary: dict, out: Path) -> None:
         ("residual (KSD^2)", _residual(summary)),
         *([("drift (z)", f"{summary['drift_z']:+.2f} (p = {summary['drift_p_value']:.2f})")]
           if summary.get("drift_z") is not None else []),
+        *([("final drift (z)", f"{summary['final_drift_z']:+.2f} (p = {summary['final_drift_p_value']:.2f}; "
+                               f"all final draws)")]
+          if summary.get("final_drift_z") is not None else []),
         ("risk R(mu*)", f"{summary['risk']:.5g} ± {summary['risk_se']:.2g}"),
         ("KL(mu*|gamma)", f"{summary['kl']:.5g} ± {summary['kl_se']:.2g}"),
         ("log Z", f"{summary['log_z']:.5g} ± {summary['log_z_se']:.2g} ({summary['log_z_estimator']})"),

@@ -234,7 +234,7 @@ def check_summary(summary, path: Path) -> dict:
     for key in ("risk", "kl", "log_z", "free_energy", "residual", "w2_squared_to_prior"):
         _need(_finite(summary.get(key)), path, key, "a finite number", summary.get(key))
     for key in ("risk_se", "kl_se", "log_z_se", "free_energy_se", "w2_squared_to_prior_se", "residual_floor",
-                "residual_p_value", "drift_z", "drift_p_value", "ess"):
+                "residual_p_value", "drift_z", "drift_p_value", "final_drift_z", "final_drift_p_value", "ess"):
         v = summary.get(key)
         _need(v is None or _finite(v), path, key, "a finite number or null", v)
     mean = summary.get("mean")

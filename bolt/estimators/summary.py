@@ -117,7 +117,10 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
         ess=ess,
         residual=float(result.residual), residual_floor=_last(result.trace, "residual_floor"),
         residual_p_value=_last(result.trace, "p_value"), drift_z=_last(result.trace, "drift_z"),
-        drift_p_value=_last(result.trace, "drift_p_value"), converged=bool(result.converged),
+        drift_p_value=_last(result.trace, "drift_p_value"),
+        final_drift_z=result.settings.get("final_drift_z"),
+        final_drift_p_value=result.settings.get("final_drift_p_value"),
+        converged=bool(result.converged),
         iterations=int(result.iterations), solver=result.method)
     return out
 

@@ -16,7 +16,8 @@ together with the score, so the rule is the same at every β and τ. The KSD is 
 field's error and weak against a slow transient of the damped iteration, so a second, linear test
 (:func:`~bolt.gibbs.stopping.field_drift_test`) asks whether replacing µ_k by its draws would move
 KL by more than the Monte Carlo error of µ_k (Σ a_i², :func:`field_weights_sq`) and of the draws.
-The solve has converged when both p-values are at least ``tolerance`` in two successive iterations.
+The solve has converged when both p-values are at least ``tolerance`` in two successive iterations
+and, with ``final_blocks > 1``, the drift test on all the final draws passes too.
 The trace also records the KSD's noise floor (the null's 95 % quantile) and p-value, the drift's z,
 p-value and ``kl_step`` (the KL change that step would make), the sliced W2 between successive
 draws, the risk, KL and free energy, the acceptance and the herded field's error
@@ -215,7 +216,11 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
       final_blocks: blocks of ``particles`` draws of the final Γ(µ_K) in the result. Once the
         stopping rule is met the chains continue with the same µ_K for ``final_blocks − 1`` more
         blocks, so the estimators downstream have proportionally more effective draws at the cost
-        of sampling alone (no new Picard iterations, nothing recompiled).
+        of sampling alone (nothing recompiled). The drift test then runs again on all of them
+        (``settings["final_drift_z"]``, ``["final_drift_p_value"]``, ``["final_checks"]``): they
+        resolve a transient several times smaller than one iteration's draws can, and when it
+        rejects the final draws are dropped and the iteration goes on until the rule and this check
+        both pass (or ``max_iterations``: then ``converged`` is False).
       devices: split the vectorised chains over this many devices after the warmup (0: all of
         ``jax.devices()``; 1: no sharding); ``chains`` must be a multiple of the count.
       checkpoint: a dict from ``on_iteration`` to resume from.
@@ -327,83 +332,101 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
     finished = checkpoint is not None and "last_field_weights" in checkpoint and (
         stopped(start_k - 1) or start_k >= max_iterations)
     converged = finished and stopped(start_k - 1)
-    for k in range(start_k, max_iterations if not finished else start_k):
-        kk = jax.random.fold_in(key, k)
-        if init is None and adapt and prev is not None and trace["accept_prob"] and trace["accept_prob"][-1] < 0.1:
-            # the chains froze (Γ(µ_k) sharpened past the step size adapted for Γ(µ_0)): adapt again
-            # from where they stand
-            last = np.asarray(prev).reshape(chains, -1, problem.d)[:, -1]
-            init = jnp.asarray(last)
-        with count_compilations() as n_compiled:
-            # the field Γ(µ_k) is sampled with
-            sfld, mmd_ratio = herd_field(problem, _herding_source(problem, fld, damping, particles, buffer),
-                                         field_size, gram=gram)
-            if init is not None:  # first iteration (or frozen chains): NumPyro warmup
-                mcmc.warmup(jax.random.fold_in(kk, 2), sfld, scale, init_params={"w": init if chains > 1 else init[0]})
-                state, init = mcmc.post_warmup_state, None
-            state, out = collect(state, sfld, scale, jax.random.split(kk, chains))
-        compiles.append(n_compiled[0])
-        chain_draws = np.asarray(out.pop("w"))
-        samples = chain_draws.reshape(-1, problem.d)
-        stats = {name: np.asarray(v) for name, v in out.items()}
+    stage, first = 0, start_k
+    while True:
+        for k in range(first, max_iterations if not finished else first):
+            kk = jax.random.fold_in(key, k)
+            if init is None and adapt and prev is not None and trace["accept_prob"] and trace["accept_prob"][-1] < 0.1:
+                # the chains froze (Γ(µ_k) sharpened past the step size adapted for Γ(µ_0)): adapt again
+                # from where they stand
+                last = np.asarray(prev).reshape(chains, -1, problem.d)[:, -1]
+                init = jnp.asarray(last)
+            with count_compilations() as n_compiled:
+                # the field Γ(µ_k) is sampled with
+                sfld, mmd_ratio = herd_field(problem, _herding_source(problem, fld, damping, particles, buffer),
+                                             field_size, gram=gram)
+                if init is not None:  # first iteration (or frozen chains): NumPyro warmup
+                    mcmc.warmup(jax.random.fold_in(kk, 2), sfld, scale,
+                                init_params={"w": init if chains > 1 else init[0]})
+                    state, init = mcmc.post_warmup_state, None
+                state, out = collect(state, sfld, scale, jax.random.split(kk, chains))
+            compiles.append(n_compiled[0])
+            chain_draws = np.asarray(out.pop("w"))
+            samples = chain_draws.reshape(-1, problem.d)
+            stats = {name: np.asarray(v) for name, v in out.items()}
 
-        test, drift, lz, kl, risk, fld_next = diagnose(
-            jnp.asarray(samples), fld, sfld, jax.random.fold_in(kk, 1),
-            field_weights_sq(problem.route, damping, particles, buffer, k))
-        residual, lz, kl, risk = float(test.statistic), float(lz), float(kl), float(risk)
-        if incremental:
-            gram = update_block_gram(problem, gram, fld_next, buffer)
-        trace["residual"].append(residual)
-        trace["residual_floor"].append(float(test.floor))
-        trace["p_value"].append(float(test.p_value))
-        trace["drift_z"].append(float(drift.z))
-        trace["drift_p_value"].append(float(drift.p_value))
-        trace["kl_step"].append(float(drift.kl_step))
-        trace["w2_successive"].append(np.nan if prev is None else w2_sliced(samples, prev, n_projections=50).w2)
-        trace["risk"].append(risk)
-        trace["kl"].append(kl)
-        trace["log_z"].append(lz)
-        trace["free_energy"].append(float(problem.free_energy(risk, kl)))
-        trace["accept_prob"].append(float(np.mean(stats["accept_prob"])))
-        trace["field_mmd_ratio"].append(float(mmd_ratio))
-        prev = samples
-        last_field, fld = sfld, fld_next
-        bar.update(1)
-        bar.set_postfix(ksd2=f"{residual:.3g}", floor=f"{float(test.floor):.2g}", p=f"{float(test.p_value):.2f}")
-        if on_iteration is not None:
-            ck = {"iteration": k, "samples": samples, "mcmc_leaves": 0}
-            ck.update({f"field_{n}": np.asarray(getattr(fld, n)) for n in Field._fields})
-            ck.update({f"last_field_{n}": np.asarray(getattr(last_field, n)) for n in Field._fields})
-            ck.update({f"stats_{n}": v for n, v in stats.items()})
+            test, drift, lz, kl, risk, fld_next = diagnose(
+                jnp.asarray(samples), fld, sfld, jax.random.fold_in(kk, 1),
+                field_weights_sq(problem.route, damping, particles, buffer, k))
+            residual, lz, kl, risk = float(test.statistic), float(lz), float(kl), float(risk)
             if incremental:
-                ck["herd_gram"] = np.asarray(gram)
-            ck.update({f"trace_{n}": np.asarray(v, np.float64) for n, v in trace.items()})
-            leaves = jax.tree.leaves(state)
-            ck["mcmc_leaves"] = len(leaves)
-            ck.update({f"mcmc_{i}": np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-                                               else x) for i, x in enumerate(leaves)})
-            on_iteration(k, ck)
-        if stopped(k):
-            converged = True
+                gram = update_block_gram(problem, gram, fld_next, buffer)
+            trace["residual"].append(residual)
+            trace["residual_floor"].append(float(test.floor))
+            trace["p_value"].append(float(test.p_value))
+            trace["drift_z"].append(float(drift.z))
+            trace["drift_p_value"].append(float(drift.p_value))
+            trace["kl_step"].append(float(drift.kl_step))
+            trace["w2_successive"].append(np.nan if prev is None else w2_sliced(samples, prev, n_projections=50).w2)
+            trace["risk"].append(risk)
+            trace["kl"].append(kl)
+            trace["log_z"].append(lz)
+            trace["free_energy"].append(float(problem.free_energy(risk, kl)))
+            trace["accept_prob"].append(float(np.mean(stats["accept_prob"])))
+            trace["field_mmd_ratio"].append(float(mmd_ratio))
+            prev = samples
+            last_field, fld = sfld, fld_next
+            bar.update(1)
+            bar.set_postfix(ksd2=f"{residual:.3g}", floor=f"{float(test.floor):.2g}", p=f"{float(test.p_value):.2f}")
+            if on_iteration is not None:
+                ck = {"iteration": k, "samples": samples, "mcmc_leaves": 0}
+                ck.update({f"field_{n}": np.asarray(getattr(fld, n)) for n in Field._fields})
+                ck.update({f"last_field_{n}": np.asarray(getattr(last_field, n)) for n in Field._fields})
+                ck.update({f"stats_{n}": v for n, v in stats.items()})
+                if incremental:
+                    ck["herd_gram"] = np.asarray(gram)
+                ck.update({f"trace_{n}": np.asarray(v, np.float64) for n, v in trace.items()})
+                leaves = jax.tree.leaves(state)
+                ck["mcmc_leaves"] = len(leaves)
+                ck.update({f"mcmc_{i}": np.asarray(jax.random.key_data(x)
+                                                   if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+                           for i, x in enumerate(leaves)})
+                on_iteration(k, ck)
+            if stopped(k):
+                converged = True
+                break
+        if finished:
+            k = first - 1
+        elif k < first:  # a checkpoint from an older bolt, without its draws' field
+            raise BoltError("resume: the checkpoint is already at the iteration cap")
+        # more draws of the same Γ(µ_K) (not checkpointed: a resumed run draws them again from the last
+        # checkpoint, with the same keys)
+        blocks, extra = [chain_draws], {name: [v] for name, v in stats.items()}
+        for j in range(1, max(int(final_blocks), 1)):
+            fault_point(f"final-block:{j}")
+            fk = jax.random.fold_in(key, 30_000_000 + 1000 * stage + j)
+            state, out = collect(state, last_field, scale, jax.random.split(fk, chains))
+            blocks.append(np.asarray(out.pop("w")))
+            for name, v in out.items():
+                extra[name].append(np.asarray(v))
+        final_draws = np.concatenate(blocks, 1)
+        final_stats = {name: np.concatenate(v, 1) for name, v in extra.items()}
+        if not converged or len(blocks) == 1:
             break
+        # the final check: the drift test again on all the final draws, whose estimates are several
+        # times more precise than one iteration's draws; a transient the iterations could not see
+        # at their sample size sends the solve back to iterating
+        final = field_drift_test(problem, jnp.asarray(final_draws), last_field,
+                                 field_weights_sq(problem.route, damping, particles, buffer, k),
+                                 cv_degree=cv_degree)
+        settings.update(final_drift_z=float(final.z), final_drift_p_value=float(final.p_value),
+                        final_checks=stage + 1)
+        if float(final.p_value) >= tolerance or k + 1 >= max_iterations:
+            converged = float(final.p_value) >= tolerance
+            break
+        stage, first, finished, converged = stage + 1, k + 1, False, False
     bar.close()
-    if finished:
-        k = start_k - 1
-    elif k < start_k:  # a checkpoint from an older bolt, without its draws' field
-        raise BoltError("resume: the checkpoint is already at the iteration cap")
-    blocks = [chain_draws]
-    extra = {name: [v] for name, v in stats.items()}
-    for j in range(1, max(int(final_blocks), 1)):  # more draws of the same Γ(µ_K) (not checkpointed:
-        fault_point(f"final-block:{j}")             # a resumed run draws them again from the last checkpoint)
-        state, out = collect(state, last_field, scale, jax.random.split(jax.random.fold_in(key, 30_000_000 + j),
-                                                                        chains))
-        blocks.append(np.asarray(out.pop("w")))
-        for name, v in out.items():
-            extra[name].append(np.asarray(v))
-    if len(blocks) > 1:
-        chain_draws = np.concatenate(blocks, 1)
-        samples = chain_draws.reshape(-1, problem.d)
-        stats = {name: np.concatenate(v, 1) for name, v in extra.items()}
+    chain_draws, samples, stats = final_draws, final_draws.reshape(-1, problem.d), final_stats
     settings["runtime_s"] = time.time() - t0
     return SolveResult(
         method=f"picard-{inner}", particles=samples, weights=np.full(len(samples), 1.0 / len(samples)),
