@@ -262,7 +262,7 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
                                                    cv_degree))
         residual = fixed_point_test(jax.random.fold_in(key, 3), problem, samples.reshape(chains, draws, problem.d))
         drift = field_drift_test(problem, samples.reshape(chains, draws, problem.d), sfld, weights_sq,
-                                 cv_degree=cv_degree)
+                                 cv_degree=cv_degree)  # the field's blocks carry control-variate weights
         prior = jnp.sqrt(problem.tau) * jax.random.normal(key, (logz_samples, problem.d), samples.dtype)
         ell = -bt * problem.psi_field(prior, sfld)
         lz = jax.scipy.special.logsumexp(ell) - jnp.log(logz_samples)
