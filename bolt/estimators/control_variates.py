@@ -126,7 +126,7 @@ def stein_weights(features):
     """
     H = jnp.asarray(features)
     n = H.shape[0]
-    (ra, Hca, ma, inva, _), (rb, Hcb, mb, invb, _) = _halves_fit(H)
+    (_, Hca, ma, inva, _), (_, Hcb, mb, invb, _) = _halves_fit(H)
     na, nb = Hca.shape[0], Hcb.shape[0]
     wa = 1.0 / n - (nb / n) * (Hca @ (inva @ mb))
     wb = 1.0 / n - (na / n) * (Hcb @ (invb @ ma))
