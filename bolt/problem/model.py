@@ -106,6 +106,17 @@ def _own(problem) -> dict:
     return entry
 
 
+def full_precision():
+    """Context: matrix products traced inside it run at full precision.
+
+    On GPUs JAX's default for float32 products is TF32 (a 10-bit mantissa): with
+    ``solver.precision = "float32"`` the MFLD drift's relative error was 3·10⁻³ on an H200 instead
+    of float32's ~10⁻⁷ (studies/benchmarks/README.md, gpu.sh). float64 products, and every product
+    on CPUs, are unaffected.
+    """
+    return jax.default_matmul_precision("highest")
+
+
 def problem_jit(fn=None, *, static_argnums: tuple[int, ...] = ()):
     """``jax.jit`` for a function whose first argument is a :class:`Problem`, compiled per problem.
 
@@ -113,6 +124,7 @@ def problem_jit(fn=None, *, static_argnums: tuple[int, ...] = ()):
     which refers to it weakly and is dropped with it, so compiled programs and data are freed with
     the problem (a static ``jax.jit`` argument would keep every problem alive in JAX's caches).
     ``static_argnums`` count the arguments after the problem. Positional arguments only.
+    The body is traced under :func:`full_precision`.
     """
     if fn is None:
         return lambda f: problem_jit(f, static_argnums=static_argnums)
@@ -123,7 +135,12 @@ def problem_jit(fn=None, *, static_argnums: tuple[int, ...] = ()):
         f = jitted.get(fn)
         if f is None:
             ref = weakref.ref(problem)
-            f = jitted[fn] = jax.jit(lambda *a: fn(ref(), *a), static_argnums=static_argnums)
+
+            def traced(*a):
+                with full_precision():
+                    return fn(ref(), *a)
+
+            f = jitted[fn] = jax.jit(traced, static_argnums=static_argnums)
         return f(*args)
 
     return call
@@ -271,8 +288,9 @@ class Problem:
         """f̂(X_j; µ) = Σ_i a_i σ(X_j; w_i) for inputs ``X`` ``(n, p)``, chunked over particles."""
         particles, weights = _check_weights(particles, weights, self.d)
         X = jnp.asarray(X, particles.dtype)
-        return sum_over_rows(lambda P, a: self.sigma(X, P) @ a, particles, weights,
-                             block_size(X.shape[0], self.max_block))
+        with full_precision():
+            return sum_over_rows(lambda P, a: self.sigma(X, P) @ a, particles, weights,
+                                 block_size(X.shape[0], self.max_block))
 
     @problem_jit
     def psi_field(self, W: Array, fld: Field) -> Array:
