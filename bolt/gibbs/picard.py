@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from operator import attrgetter
 
 import jax
@@ -272,48 +273,41 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
             else _replace_all(fld, new)
         return residual, drift, lz, kl, risk, nxt
 
-    trace = {k: [] for k in TRACE_KEYS}
-    start_k = 0
-    prev = None
+    @jax.jit
+    def final_check(chain_draws, fld, weights_sq):
+        """The drift test on all the final draws (one program, not op by op)."""
+        return field_drift_test(problem, chain_draws, fld, weights_sq, cv_degree=cv_degree)
+
     if checkpoint is None:
-        fld = _initial_field(jax.random.fold_in(key, 10_000_019), problem, particles, buffer, cv_degree)
-        init = jnp.sqrt(problem.tau) * jax.random.normal(jax.random.fold_in(key, 10_000_020), (chains, problem.d))
+        loop = _Loop(fld=_initial_field(jax.random.fold_in(key, 10_000_019), problem, particles, buffer, cv_degree),
+                     init=jnp.sqrt(problem.tau) * jax.random.normal(jax.random.fold_in(key, 10_000_020),
+                                                                    (chains, problem.d)))
+        trace, start_k = {k: [] for k in TRACE_KEYS}, 0
     else:
-        fld = Field(*(jnp.asarray(checkpoint[f"field_{n}"]) for n in Field._fields))
-        start_k = int(checkpoint["iteration"]) + 1
-        prev = np.asarray(checkpoint["samples"])
-        done = len(np.asarray(checkpoint["trace_residual"]))
-        trace = {k: list(np.asarray(checkpoint[f"trace_{k}"]) if f"trace_{k}" in checkpoint else np.full(done, np.nan))
-                 for k in TRACE_KEYS}
+        loop, trace, start_k = _restore(checkpoint, chains, problem.d)
+        # the sampler state's structure, from a template: any field of the sampled field's shapes
+        m = field_size if problem.route == "arcsine" and 0 < field_size < loop.fld.particles.shape[0] else 0
+        like = Field(loop.fld.particles[:m], jnp.full((m,), 1.0 / m, loop.fld.weights.dtype),
+                     loop.fld.fhat) if m else loop.fld
         z0 = jnp.zeros((chains, problem.d)) if chains > 1 else jnp.zeros((problem.d,))
-        # the template needs the sampler state's structure only: any field of the sampled field's shapes
-        m = field_size if problem.route == "arcsine" and 0 < field_size < fld.particles.shape[0] else 0
-        like = Field(fld.particles[:m], jnp.full((m,), 1.0 / m, fld.weights.dtype), fld.fhat) if m else fld
         template = sampler.init(jax.random.split(key, chains) if chains > 1 else key, max(warmup, 1), {"w": z0},
                                 (like, scale), {})
         leaves = [jnp.asarray(checkpoint[f"mcmc_{i}"]) for i in range(int(checkpoint["mcmc_leaves"]))]
-        state = jax.tree.unflatten(jax.tree.structure(template), leaves)
-        init = None
-        if "last_field_weights" in checkpoint:  # the draws of the checkpointed iteration and their µ_k
-            last_field = Field(*(jnp.asarray(checkpoint[f"last_field_{n}"]) for n in Field._fields))
-            samples = prev
-            chain_draws = samples.reshape(chains, -1, problem.d)
-            stats = {k[len("stats_"):]: np.asarray(v) for k, v in checkpoint.items() if k.startswith("stats_")}
+        loop.state = jax.tree.unflatten(jax.tree.structure(template), leaves)
 
     # herding's kernel sums µK over the buffer, kept current block by block (a quarter of the n² pass
     # per iteration at 4 blocks); a resumed solve takes them from the checkpoint, so it repeats exactly
-    incremental = (problem.route == "arcsine" and 0 < field_size < fld.particles.shape[0] and damping < 1.0
-                   and fld.particles.shape[0] == buffer * particles)
-    gram = None
+    incremental = (problem.route == "arcsine" and 0 < field_size < loop.fld.particles.shape[0] and damping < 1.0
+                   and loop.fld.particles.shape[0] == buffer * particles)
     if incremental:
         saved = checkpoint.get("herd_gram") if checkpoint is not None else None
-        if saved is not None and np.shape(saved) == (fld.particles.shape[0], buffer):
-            gram = jnp.asarray(saved)
+        if saved is not None and np.shape(saved) == (loop.fld.particles.shape[0], buffer):
+            loop.gram = jnp.asarray(saved)
         elif checkpoint is None:  # µ_0's blocks are one block repeated
-            first = problem.field(fld.particles[:particles], fld.weights[:particles] * buffer)
-            gram = jnp.tile(block_gram(problem, first, 1), (buffer, buffer))
+            first = problem.field(loop.fld.particles[:particles], loop.fld.weights[:particles] * buffer)
+            loop.gram = jnp.tile(block_gram(problem, first, 1), (buffer, buffer))
         else:
-            gram = block_gram(problem, fld, buffer)
+            loop.gram = block_gram(problem, loop.fld, buffer)
 
     def stopped(k):
         """The stopping rule after iteration k: a fixed point when the draws pass the fixed-point test
@@ -322,117 +316,153 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         return (k + 1 >= max(min_iterations, 2) and min(trace["p_value"][-2:]) >= tolerance
                 and min(trace["drift_p_value"][-2:]) >= tolerance)
 
-    bar = progress(max_iterations, f"picard-{inner}", show)
-    bar.update(start_k)
-    t0 = time.time()
-    k = start_k - 1
     compiles = []
-    # a run killed after its last checkpoint (converged or at the cap) but before its results resumes
-    # to exactly the uninterrupted answer: no further iteration, the checkpointed draws are the result
-    finished = checkpoint is not None and "last_field_weights" in checkpoint and (
-        stopped(start_k - 1) or start_k >= max_iterations)
-    converged = finished and stopped(start_k - 1)
-    stage, first = 0, start_k
-    while True:
-        for k in range(first, max_iterations if not finished else first):
-            kk = jax.random.fold_in(key, k)
-            if init is None and adapt and prev is not None and trace["accept_prob"] and trace["accept_prob"][-1] < 0.1:
-                # the chains froze (Γ(µ_k) sharpened past the step size adapted for Γ(µ_0)): adapt again
-                # from where they stand
-                last = np.asarray(prev).reshape(chains, -1, problem.d)[:, -1]
-                init = jnp.asarray(last)
-            with count_compilations() as n_compiled:
-                # the field Γ(µ_k) is sampled with
-                sfld, mmd_ratio = herd_field(problem, _herding_source(problem, fld, damping, particles, buffer),
-                                             field_size, gram=gram)
-                if init is not None:  # first iteration (or frozen chains): NumPyro warmup
-                    mcmc.warmup(jax.random.fold_in(kk, 2), sfld, scale,
-                                init_params={"w": init if chains > 1 else init[0]})
-                    state, init = mcmc.post_warmup_state, None
-                state, out = collect(state, sfld, scale, jax.random.split(kk, chains))
-            compiles.append(n_compiled[0])
-            chain_draws = np.asarray(out.pop("w"))
-            samples = chain_draws.reshape(-1, problem.d)
-            stats = {name: np.asarray(v) for name, v in out.items()}
 
-            test, drift, lz, kl, risk, fld_next = diagnose(
-                jnp.asarray(samples), fld, sfld, jax.random.fold_in(kk, 1),
-                field_weights_sq(problem.route, damping, particles, buffer, k))
-            residual, lz, kl, risk = float(test.statistic), float(lz), float(kl), float(risk)
-            if incremental:
-                gram = update_block_gram(problem, gram, fld_next, buffer)
-            trace["residual"].append(residual)
-            trace["residual_floor"].append(float(test.floor))
-            trace["p_value"].append(float(test.p_value))
-            trace["drift_z"].append(float(drift.z))
-            trace["drift_p_value"].append(float(drift.p_value))
-            trace["kl_step"].append(float(drift.kl_step))
-            trace["w2_successive"].append(np.nan if prev is None else w2_sliced(samples, prev, n_projections=50).w2)
-            trace["risk"].append(risk)
-            trace["kl"].append(kl)
-            trace["log_z"].append(lz)
-            trace["free_energy"].append(float(problem.free_energy(risk, kl)))
-            trace["accept_prob"].append(float(np.mean(stats["accept_prob"])))
-            trace["field_mmd_ratio"].append(float(mmd_ratio))
-            prev = samples
-            last_field, fld = sfld, fld_next
-            bar.update(1)
-            bar.set_postfix(ksd2=f"{residual:.3g}", floor=f"{float(test.floor):.2g}", p=f"{float(test.p_value):.2f}")
-            if on_iteration is not None:
-                ck = {"iteration": k, "samples": samples, "mcmc_leaves": 0}
-                ck.update({f"field_{n}": np.asarray(getattr(fld, n)) for n in Field._fields})
-                ck.update({f"last_field_{n}": np.asarray(getattr(last_field, n)) for n in Field._fields})
-                ck.update({f"stats_{n}": v for n, v in stats.items()})
-                if incremental:
-                    ck["herd_gram"] = np.asarray(gram)
-                ck.update({f"trace_{n}": np.asarray(v, np.float64) for n, v in trace.items()})
-                leaves = jax.tree.leaves(state)
-                ck["mcmc_leaves"] = len(leaves)
-                ck.update({f"mcmc_{i}": np.asarray(jax.random.key_data(x)
-                                                   if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
-                           for i, x in enumerate(leaves)})
-                on_iteration(k, ck)
-            if stopped(k):
-                converged = True
-                break
-        if finished:
-            k = first - 1
-        elif k < first:  # a checkpoint from an older bolt, without its draws' field
-            raise BoltError("resume: the checkpoint is already at the iteration cap")
-        # more draws of the same Γ(µ_K) (not checkpointed: a resumed run draws them again from the last
-        # checkpoint, with the same keys)
-        blocks, extra = [chain_draws], {name: [v] for name, v in stats.items()}
+    def iterate(k):
+        """Iteration k: sample Γ(µ_k), test and record the draws, and mix them into µ_{k+1}."""
+        kk = jax.random.fold_in(key, k)
+        if loop.init is None and adapt and loop.prev is not None and trace["accept_prob"] \
+                and trace["accept_prob"][-1] < 0.1:
+            # the chains froze (Γ(µ_k) sharpened past the step size adapted for Γ(µ_0)): adapt again
+            # from where they stand
+            loop.init = jnp.asarray(np.asarray(loop.prev).reshape(chains, -1, problem.d)[:, -1])
+        with count_compilations() as n_compiled:
+            # the field Γ(µ_k) is sampled with
+            sfld, mmd_ratio = herd_field(problem, _herding_source(problem, loop.fld, damping, particles, buffer),
+                                         field_size, gram=loop.gram)
+            if loop.init is not None:  # first iteration (or frozen chains): NumPyro warmup
+                mcmc.warmup(jax.random.fold_in(kk, 2), sfld, scale,
+                            init_params={"w": loop.init if chains > 1 else loop.init[0]})
+                loop.state, loop.init = mcmc.post_warmup_state, None
+            loop.state, out = collect(loop.state, sfld, scale, jax.random.split(kk, chains))
+        compiles.append(n_compiled[0])
+        loop.chain_draws = np.asarray(out.pop("w"))
+        samples = loop.chain_draws.reshape(-1, problem.d)
+        loop.stats = {name: np.asarray(v) for name, v in out.items()}
+
+        test, drift, lz, kl, risk, fld_next = diagnose(
+            jnp.asarray(samples), loop.fld, sfld, jax.random.fold_in(kk, 1),
+            field_weights_sq(problem.route, damping, particles, buffer, k))
+        residual, lz, kl, risk = float(test.statistic), float(lz), float(kl), float(risk)
+        if incremental:
+            loop.gram = update_block_gram(problem, loop.gram, fld_next, buffer)
+        trace["residual"].append(residual)
+        trace["residual_floor"].append(float(test.floor))
+        trace["p_value"].append(float(test.p_value))
+        trace["drift_z"].append(float(drift.z))
+        trace["drift_p_value"].append(float(drift.p_value))
+        trace["kl_step"].append(float(drift.kl_step))
+        trace["w2_successive"].append(np.nan if loop.prev is None else w2_sliced(samples, loop.prev,
+                                                                                 n_projections=50).w2)
+        trace["risk"].append(risk)
+        trace["kl"].append(kl)
+        trace["log_z"].append(lz)
+        trace["free_energy"].append(float(problem.free_energy(risk, kl)))
+        trace["accept_prob"].append(float(np.mean(loop.stats["accept_prob"])))
+        trace["field_mmd_ratio"].append(float(mmd_ratio))
+        loop.prev, loop.last_field, loop.fld = samples, sfld, fld_next
+        bar.update(1)
+        bar.set_postfix(ksd2=f"{residual:.3g}", floor=f"{float(test.floor):.2g}", p=f"{float(test.p_value):.2f}")
+
+    def final_draws(stage):
+        """All the draws of Γ(µ_K): the last iteration's block and ``final_blocks − 1`` more (not
+        checkpointed: a resumed run draws them again from the last checkpoint, with the same keys)."""
+        blocks, extra = [loop.chain_draws], {name: [v] for name, v in loop.stats.items()}
         for j in range(1, max(int(final_blocks), 1)):
             fault_point(f"final-block:{j}")
             fk = jax.random.fold_in(key, 30_000_000 + 1000 * stage + j)
-            state, out = collect(state, last_field, scale, jax.random.split(fk, chains))
+            loop.state, out = collect(loop.state, loop.last_field, scale, jax.random.split(fk, chains))
             blocks.append(np.asarray(out.pop("w")))
             for name, v in out.items():
                 extra[name].append(np.asarray(v))
-        final_draws = np.concatenate(blocks, 1)
-        final_stats = {name: np.concatenate(v, 1) for name, v in extra.items()}
-        if not converged or len(blocks) == 1:
+        return np.concatenate(blocks, 1), {name: np.concatenate(v, 1) for name, v in extra.items()}
+
+    bar = progress(max_iterations, f"picard-{inner}", show)
+    bar.update(start_k)
+    t0 = time.time()
+    # a run killed after its last checkpoint (converged or at the cap) but before its results resumes
+    # to exactly the uninterrupted answer: no further iteration, the checkpointed draws are the result
+    finished = loop.chain_draws is not None and (stopped(start_k - 1) or start_k >= max_iterations)
+    converged = finished and stopped(start_k - 1)
+    if checkpoint is not None and loop.chain_draws is None and start_k >= max_iterations:
+        # a checkpoint from an older bolt, without its draws' field
+        raise BoltError("resume: the checkpoint is already at the iteration cap")
+    stage, k = 0, start_k - 1
+    while True:  # iterations, then the final draws and their check (a failed check: back to iterating)
+        first = k + 1
+        for k in range(first, max_iterations if not finished else first):
+            iterate(k)
+            if on_iteration is not None:
+                on_iteration(k, _checkpoint(k, loop, trace, incremental))
+            if stopped(k):
+                converged = True
+                break
+        chain_draws, stats = final_draws(stage)
+        if not converged or int(final_blocks) <= 1:
             break
         # the final check: the drift test again on all the final draws, whose estimates are several
         # times more precise than one iteration's draws; a transient the iterations could not see
         # at their sample size sends the solve back to iterating
-        final = field_drift_test(problem, jnp.asarray(final_draws), last_field,
-                                 field_weights_sq(problem.route, damping, particles, buffer, k),
-                                 cv_degree=cv_degree)
+        final = final_check(jnp.asarray(chain_draws), loop.last_field,
+                            field_weights_sq(problem.route, damping, particles, buffer, k))
         settings.update(final_drift_z=float(final.z), final_drift_p_value=float(final.p_value),
                         final_checks=stage + 1)
         if float(final.p_value) >= tolerance or k + 1 >= max_iterations:
             converged = float(final.p_value) >= tolerance
             break
-        stage, first, finished, converged = stage + 1, k + 1, False, False
+        stage, finished, converged = stage + 1, False, False
     bar.close()
-    chain_draws, samples, stats = final_draws, final_draws.reshape(-1, problem.d), final_stats
     settings["runtime_s"] = time.time() - t0
+    samples = chain_draws.reshape(-1, problem.d)
     return SolveResult(
         method=f"picard-{inner}", particles=samples, weights=np.full(len(samples), 1.0 / len(samples)),
-        field=last_field, converged=converged, iterations=k + 1,
+        field=loop.last_field, converged=converged, iterations=k + 1,
         trace={n: np.asarray(v, np.float64) for n, v in trace.items()}, settings=settings,
         chains=chain_draws, sample_stats=stats, compilations=compiles)
+
+
+@dataclass
+class _Loop:
+    """What a Picard solve carries from one iteration to the next (and a checkpoint holds)."""
+
+    fld: Field  # µ_k: the buffer of blocks with their weights (arcsine route), or f̂ (expectation route)
+    init: jax.Array | None = None  # positions to run a (new) warmup from; None: continue the chains
+    state: object = None  # the inner sampler's state
+    gram: jax.Array | None = None  # herding's kernel sums over the buffer, kept current
+    prev: np.ndarray | None = None  # the latest draws (flat)
+    last_field: Field | None = None  # the field they were sampled from
+    chain_draws: np.ndarray | None = None  # the latest draws (chain, draw, d)
+    stats: dict | None = None  # their sampler statistics
+
+
+def _restore(checkpoint: dict, chains: int, d: int):
+    """The loop state (less the sampler's), trace and next iteration of a checkpoint from :func:`_checkpoint`."""
+    loop = _Loop(fld=Field(*(jnp.asarray(checkpoint[f"field_{n}"]) for n in Field._fields)))
+    loop.prev = np.asarray(checkpoint["samples"])
+    done = len(np.asarray(checkpoint["trace_residual"]))
+    trace = {k: list(np.asarray(checkpoint[f"trace_{k}"]) if f"trace_{k}" in checkpoint else np.full(done, np.nan))
+             for k in TRACE_KEYS}
+    if "last_field_weights" in checkpoint:  # the draws of the checkpointed iteration and their µ_k
+        loop.last_field = Field(*(jnp.asarray(checkpoint[f"last_field_{n}"]) for n in Field._fields))
+        loop.chain_draws = loop.prev.reshape(chains, -1, d)
+        loop.stats = {k[len("stats_"):]: np.asarray(v) for k, v in checkpoint.items() if k.startswith("stats_")}
+    return loop, trace, int(checkpoint["iteration"]) + 1
+
+
+def _checkpoint(k: int, loop: _Loop, trace: dict, incremental: bool) -> dict:
+    """Everything iteration k leaves for the next (host arrays), for ``on_iteration``."""
+    ck = {"iteration": k, "samples": loop.prev}
+    ck.update({f"field_{n}": np.asarray(getattr(loop.fld, n)) for n in Field._fields})
+    ck.update({f"last_field_{n}": np.asarray(getattr(loop.last_field, n)) for n in Field._fields})
+    ck.update({f"stats_{n}": v for n, v in loop.stats.items()})
+    if incremental:
+        ck["herd_gram"] = np.asarray(loop.gram)
+    ck.update({f"trace_{n}": np.asarray(v, np.float64) for n, v in trace.items()})
+    leaves = jax.tree.leaves(loop.state)
+    ck["mcmc_leaves"] = len(leaves)
+    ck.update({f"mcmc_{i}": np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+               for i, x in enumerate(leaves)})
+    return ck
 
 
 def _shard_chains(state, sharding, chains: int):
