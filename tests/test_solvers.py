@@ -156,6 +156,25 @@ def test_fixed_point_test_field_noise_has_the_variance_of_the_fields_error(pb1):
         fixed_point_test(jax.random.PRNGKey(0), pb1, jnp.zeros((3, 1, 1)))
 
 
+def test_drift_test_adds_its_three_variances_with_their_weights(pb1, monkeypatch):
+    """The drift test's null variance, term by term: with every variance of a mean set to 1, the
+    halves' field and draw terms (n_e per draw each, averaged over the two halves) enter as
+    Σa²·n_e and n_e/n, and the covariance's own term, the variance of an average of the two halves'
+    independent estimates, as (1 + 1)/4. The calibration tests cannot see a factor 2 on the last
+    (a few per cent of the variance); this can."""
+    import bolt.gibbs.stopping as stopping
+
+    draws = jnp.sqrt(pb1.tau) * jax.random.normal(jax.random.PRNGKey(0), (20, 50, 1))
+    fld = pb1.field(jnp.sqrt(pb1.tau) * jax.random.normal(jax.random.PRNGKey(1), (400, 1)))
+    monkeypatch.setattr(stopping, "_var_of_mean", lambda values, chains, min_blocks: jnp.asarray(1.0))
+    n, n_e, bt = 1000, 500, pb1.beta / pb1.tau
+    for wsq in (0.0, 1e-3):
+        out = stopping.field_drift_test(pb1, draws, fld, wsq)
+        D = float(out.kl_step) / bt**2
+        assert abs(D) > 0
+        np.testing.assert_allclose(float(out.z), D / np.sqrt(wsq * n_e + n_e / n + 0.25 * 2), rtol=1e-10)
+
+
 @pytest.mark.statistical
 @pytest.mark.parametrize("beta, tau, cv", [(1.5, 0.5, 0), (1.5, 0.5, 2),
                                            pytest.param(4.0, 0.25, 0, marks=pytest.mark.slow),
