@@ -47,7 +47,8 @@ def main(argv=None):
             s = summarize(jax.random.PRNGKey(100 + seed), pb, r)
             z = (s["kl"] - gs["kl"]) / s["kl_se"]
             zs.append(z)
-            print(f"  seed {seed}: {time.perf_counter() - t:5.1f} s | KL {s['kl']:.4f} ± {s['kl_se']:.4f} (z {z:+.2f}) | "
+            print(f"  seed {seed}: {time.perf_counter() - t:5.1f} s | "
+                  f"KL {s['kl']:.4f} ± {s['kl_se']:.4f} (z {z:+.2f}) | "
                   f"F z {(s['free_energy'] - gs['free_energy']) / s['free_energy_se']:+.2f} | "
                   f"converged {r.converged}", flush=True)
         print(f"  mean KL z {np.mean(zs):+.2f} (its SE if calibrated {1 / np.sqrt(len(zs)):.2f}), "
