@@ -369,6 +369,13 @@ def test_picard_blocks_enter_the_field_with_their_control_variate_weights(pb1):
                                rtol=1e-12)
 
 
+def test_picard_needs_at_least_one_iteration(pb1):
+    from bolt.errors import BoltError
+
+    with pytest.raises(BoltError, match="max_iterations"):
+        solve(pb1, "picard-mala", particles=200, chains=20, max_iterations=0, progress_bar=False)
+
+
 def test_final_drift_check_sends_a_solve_back_to_iterating(pb1, monkeypatch):
     """After the stopping rule, the drift test runs again on all the final draws (``final_blocks`` > 1):
     its z and p-value are in the result's settings; when it rejects, the solve iterates on (the final
@@ -394,11 +401,18 @@ def test_final_drift_check_sends_a_solve_back_to_iterating(pb1, monkeypatch):
     assert plain.settings["final_checks"] == 1 and plain.converged
     assert plain.settings["final_drift_p_value"] >= 0.05 and np.isfinite(plain.settings["final_drift_z"])
     monkeypatch.setattr(picard, "field_drift_test", first_final_rejects)
-    res = solve(pb1, "picard-mala", **kw)
+    cks = []
+    res = solve(pb1, "picard-mala", on_iteration=lambda k, ck: cks.append(ck), **kw)
     assert len(calls) == 2 and res.settings["final_checks"] == 2 and res.converged
     assert res.iterations > plain.iterations  # it went back to iterating
     assert res.particles.shape == plain.particles.shape == (600, 1)
     np.testing.assert_allclose(res.trace["drift_z"][: plain.iterations], plain.trace["drift_z"], rtol=1e-9)
+    # a run killed after its last checkpoint resumes to the same answer: the checkpoint knows that one
+    # final check had rejected (the final blocks' keys count the checks)
+    assert int(cks[-1]["final_stage"]) == 1 and int(cks[plain.iterations - 1]["final_stage"]) == 0
+    resumed = solve(pb1, "picard-mala", checkpoint=cks[-1], **kw)
+    assert resumed.settings["final_checks"] == 2 and resumed.iterations == res.iterations
+    np.testing.assert_array_equal(resumed.particles, res.particles)
 
 
 @pytest.mark.slow

@@ -108,20 +108,9 @@ class MALA(MCMCKernel):
         self._num_warmup = num_warmup
         model_kwargs = {} if model_kwargs is None else model_kwargs
         key0 = rng_key if is_prng_key(rng_key) else rng_key[0]
-        built = {}
-
-        def model_info(key, args, kwargs):
-            # NumPyro runs the model and searches for valid initial parameters op by op when called
-            # eagerly (~60 small programs to trace and load in every process); traced, it is one
-            # program. With dynamic arguments the potential and postprocessing functions close over
-            # none of the traced values (the model is told its arguments on each call).
-            info, built["potential"], built["postprocess"], _ = initialize_model(
-                key, self._model, dynamic_args=True, init_strategy=self._init_strategy,
-                model_args=args, model_kwargs=kwargs)
-            return info
-
-        info = jax.jit(model_info)(key0, model_args, model_kwargs)
-        self._potential_fn_gen, self._postprocess_fn = built["potential"], built["postprocess"]
+        info, self._potential_fn_gen, self._postprocess_fn, _ = initialize_model(
+            key0, self._model, dynamic_args=True, init_strategy=self._init_strategy,
+            model_args=model_args, model_kwargs=model_kwargs)
         self._wa_init, self._wa_update = warmup_adapter(
             num_warmup, adapt_step_size=self._adapt_step_size, adapt_mass_matrix=self._adapt_mass_matrix,
             dense_mass=False, target_accept_prob=self._target_accept_prob)

@@ -236,6 +236,8 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         raise BoltError(f"solver.method: unknown inner sampler {inner!r}")
     if particles % chains:
         raise BoltError(f"solver.particles: {particles} is not a multiple of solver.chains = {chains}")
+    if max_iterations < 1:
+        raise BoltError(f"solver.max_iterations: must be at least 1, got {max_iterations}")
     settings = dict(method=f"picard-{inner}", particles=particles, chains=chains, damping=damping,
                     tolerance=tolerance, max_iterations=max_iterations, min_iterations=min_iterations,
                     warmup=warmup, inner_steps=inner_steps, step_size=step_size, adapt=adapt, kernel=kernel,
@@ -282,9 +284,9 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         loop = _Loop(fld=_initial_field(jax.random.fold_in(key, 10_000_019), problem, particles, buffer, cv_degree),
                      init=jnp.sqrt(problem.tau) * jax.random.normal(jax.random.fold_in(key, 10_000_020),
                                                                     (chains, problem.d)))
-        trace, start_k = {k: [] for k in TRACE_KEYS}, 0
+        trace, start_k, stage = {k: [] for k in TRACE_KEYS}, 0, 0
     else:
-        loop, trace, start_k = _restore(checkpoint, chains, problem.d)
+        loop, trace, start_k, stage = _restore(checkpoint, chains, problem.d)
         # the sampler state's structure, from a template: any field of the sampled field's shapes
         m = field_size if problem.route == "arcsine" and 0 < field_size < loop.fld.particles.shape[0] else 0
         like = Field(loop.fld.particles[:m], jnp.full((m,), 1.0 / m, loop.fld.weights.dtype),
@@ -387,13 +389,13 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
     if checkpoint is not None and loop.chain_draws is None and start_k >= max_iterations:
         # a checkpoint from an older bolt, without its draws' field
         raise BoltError("resume: the checkpoint is already at the iteration cap")
-    stage, k = 0, start_k - 1
+    k = start_k - 1
     while True:  # iterations, then the final draws and their check (a failed check: back to iterating)
         first = k + 1
         for k in range(first, max_iterations if not finished else first):
             iterate(k)
             if on_iteration is not None:
-                on_iteration(k, _checkpoint(k, loop, trace, incremental))
+                on_iteration(k, _checkpoint(k, loop, trace, incremental, stage))
             if stopped(k):
                 converged = True
                 break
@@ -436,7 +438,8 @@ class _Loop:
 
 
 def _restore(checkpoint: dict, chains: int, d: int):
-    """The loop state (less the sampler's), trace and next iteration of a checkpoint from :func:`_checkpoint`."""
+    """The loop state (less the sampler's), trace, next iteration and final-check stage of a checkpoint
+    from :func:`_checkpoint`."""
     loop = _Loop(fld=Field(*(jnp.asarray(checkpoint[f"field_{n}"]) for n in Field._fields)))
     loop.prev = np.asarray(checkpoint["samples"])
     done = len(np.asarray(checkpoint["trace_residual"]))
@@ -446,12 +449,13 @@ def _restore(checkpoint: dict, chains: int, d: int):
         loop.last_field = Field(*(jnp.asarray(checkpoint[f"last_field_{n}"]) for n in Field._fields))
         loop.chain_draws = loop.prev.reshape(chains, -1, d)
         loop.stats = {k[len("stats_"):]: np.asarray(v) for k, v in checkpoint.items() if k.startswith("stats_")}
-    return loop, trace, int(checkpoint["iteration"]) + 1
+    return loop, trace, int(checkpoint["iteration"]) + 1, int(checkpoint.get("final_stage", 0))
 
 
-def _checkpoint(k: int, loop: _Loop, trace: dict, incremental: bool) -> dict:
-    """Everything iteration k leaves for the next (host arrays), for ``on_iteration``."""
-    ck = {"iteration": k, "samples": loop.prev}
+def _checkpoint(k: int, loop: _Loop, trace: dict, incremental: bool, stage: int) -> dict:
+    """Everything iteration k leaves for the next (host arrays), for ``on_iteration``; ``stage`` counts
+    the final checks that have rejected (it keys the final blocks' draws)."""
+    ck = {"iteration": k, "samples": loop.prev, "final_stage": stage}
     ck.update({f"field_{n}": np.asarray(getattr(loop.fld, n)) for n in Field._fields})
     ck.update({f"last_field_{n}": np.asarray(getattr(loop.last_field, n)) for n in Field._fields})
     ck.update({f"stats_{n}": v for n, v in loop.stats.items()})
