@@ -112,7 +112,9 @@ def full_precision():
     On GPUs JAX's default for float32 products is TF32 (a 10-bit mantissa): with
     ``solver.precision = "float32"`` the MFLD drift's relative error was 3·10⁻³ on an H200 instead
     of float32's ~10⁻⁷ (studies/benchmarks/README.md, gpu.sh). float64 products, and every product
-    on CPUs, are unaffected.
+    on CPUs, are unaffected. The derivative rule of a ``jax.custom_jvp`` activation is traced where
+    it is differentiated: differentiated from outside a problem method, its products take the
+    caller's precision (nothing in bolt does that in float32).
     """
     return jax.default_matmul_precision("highest")
 
