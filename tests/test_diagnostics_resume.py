@@ -79,6 +79,17 @@ def test_report_has_every_section_and_images_decode(full_run):
     assert {"name", "lhs", "rhs", "constant", "holds", "lhs_se", "rhs_se", "estimator"} <= set(bounds[0])
 
 
+def test_summary_and_table_report_the_final_drift_check(full_run, capsys):
+    from bolt.commands import print_summary
+
+    out, summary = full_run  # picard-mala with the default 5 final blocks: the final check ran
+    assert np.isfinite(summary["final_drift_z"]) and 0.0 <= summary["final_drift_p_value"] <= 1.0
+    print_summary(summary, out)
+    row = f"{summary['final_drift_z']:+.2f} (p = {summary['final_drift_p_value']:.2f}; all final draws)"
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "final drift (z)" in ln]
+    assert len(lines) == 1 and row in lines[0], lines
+
+
 def test_report_escapes_config_text(tmp_path, full_run):
     out, _ = full_run
     import shutil

@@ -323,11 +323,12 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
     def iterate(k):
         """Iteration k: sample Γ(µ_k), test and record the draws, and mix them into µ_{k+1}."""
         kk = jax.random.fold_in(key, k)
-        if loop.init is None and adapt and loop.prev is not None and trace["accept_prob"] \
+        prev = loop.chain_draws
+        if loop.init is None and adapt and prev is not None and trace["accept_prob"] \
                 and trace["accept_prob"][-1] < 0.1:
             # the chains froze (Γ(µ_k) sharpened past the step size adapted for Γ(µ_0)): adapt again
             # from where they stand
-            loop.init = jnp.asarray(np.asarray(loop.prev).reshape(chains, -1, problem.d)[:, -1])
+            loop.init = jnp.asarray(prev[:, -1])
         with count_compilations() as n_compiled:
             # the field Γ(µ_k) is sampled with
             sfld, mmd_ratio = herd_field(problem, _herding_source(problem, loop.fld, damping, particles, buffer),
@@ -354,15 +355,15 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         trace["drift_z"].append(float(drift.z))
         trace["drift_p_value"].append(float(drift.p_value))
         trace["kl_step"].append(float(drift.kl_step))
-        trace["w2_successive"].append(np.nan if loop.prev is None else w2_sliced(samples, loop.prev,
-                                                                                 n_projections=50).w2)
+        trace["w2_successive"].append(np.nan if prev is None else
+                                      w2_sliced(samples, prev.reshape(-1, problem.d), n_projections=50).w2)
         trace["risk"].append(risk)
         trace["kl"].append(kl)
         trace["log_z"].append(lz)
         trace["free_energy"].append(float(problem.free_energy(risk, kl)))
         trace["accept_prob"].append(float(np.mean(loop.stats["accept_prob"])))
         trace["field_mmd_ratio"].append(float(mmd_ratio))
-        loop.prev, loop.last_field, loop.fld = samples, sfld, fld_next
+        loop.last_field, loop.fld = sfld, fld_next
         bar.update(1)
         bar.set_postfix(ksd2=f"{residual:.3g}", floor=f"{float(test.floor):.2g}", p=f"{float(test.p_value):.2f}")
 
@@ -384,9 +385,9 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
     t0 = time.time()
     # a run killed after its last checkpoint (converged or at the cap) but before its results resumes
     # to exactly the uninterrupted answer: no further iteration, the checkpointed draws are the result
-    finished = loop.chain_draws is not None and (stopped(start_k - 1) or start_k >= max_iterations)
+    finished = loop.last_field is not None and (stopped(start_k - 1) or start_k >= max_iterations)
     converged = finished and stopped(start_k - 1)
-    if checkpoint is not None and loop.chain_draws is None and start_k >= max_iterations:
+    if checkpoint is not None and loop.last_field is None and start_k >= max_iterations:
         # a checkpoint from an older bolt, without its draws' field
         raise BoltError("resume: the checkpoint is already at the iteration cap")
     k = start_k - 1
@@ -431,23 +432,21 @@ class _Loop:
     init: jax.Array | None = None  # positions to run a (new) warmup from; None: continue the chains
     state: object = None  # the inner sampler's state
     gram: jax.Array | None = None  # herding's kernel sums over the buffer, kept current
-    prev: np.ndarray | None = None  # the latest draws (flat)
-    last_field: Field | None = None  # the field they were sampled from
-    chain_draws: np.ndarray | None = None  # the latest draws (chain, draw, d)
+    chain_draws: np.ndarray | None = None  # the latest iteration's draws (chain, draw, d)
+    last_field: Field | None = None  # the field they were sampled from (None: a checkpoint without it)
     stats: dict | None = None  # their sampler statistics
 
 
 def _restore(checkpoint: dict, chains: int, d: int):
     """The loop state (less the sampler's), trace, next iteration and final-check stage of a checkpoint
     from :func:`_checkpoint`."""
-    loop = _Loop(fld=Field(*(jnp.asarray(checkpoint[f"field_{n}"]) for n in Field._fields)))
-    loop.prev = np.asarray(checkpoint["samples"])
+    loop = _Loop(fld=Field(*(jnp.asarray(checkpoint[f"field_{n}"]) for n in Field._fields)),
+                 chain_draws=np.asarray(checkpoint["samples"]).reshape(chains, -1, d))
     done = len(np.asarray(checkpoint["trace_residual"]))
     trace = {k: list(np.asarray(checkpoint[f"trace_{k}"]) if f"trace_{k}" in checkpoint else np.full(done, np.nan))
              for k in TRACE_KEYS}
     if "last_field_weights" in checkpoint:  # the draws of the checkpointed iteration and their µ_k
         loop.last_field = Field(*(jnp.asarray(checkpoint[f"last_field_{n}"]) for n in Field._fields))
-        loop.chain_draws = loop.prev.reshape(chains, -1, d)
         loop.stats = {k[len("stats_"):]: np.asarray(v) for k, v in checkpoint.items() if k.startswith("stats_")}
     return loop, trace, int(checkpoint["iteration"]) + 1, int(checkpoint.get("final_stage", 0))
 
@@ -455,7 +454,7 @@ def _restore(checkpoint: dict, chains: int, d: int):
 def _checkpoint(k: int, loop: _Loop, trace: dict, incremental: bool, stage: int) -> dict:
     """Everything iteration k leaves for the next (host arrays), for ``on_iteration``; ``stage`` counts
     the final checks that have rejected (it keys the final blocks' draws)."""
-    ck = {"iteration": k, "samples": loop.prev, "final_stage": stage}
+    ck = {"iteration": k, "samples": loop.chain_draws.reshape(-1, loop.chain_draws.shape[-1]), "final_stage": stage}
     ck.update({f"field_{n}": np.asarray(getattr(loop.fld, n)) for n in Field._fields})
     ck.update({f"last_field_{n}": np.asarray(getattr(loop.last_field, n)) for n in Field._fields})
     ck.update({f"stats_{n}": v for n, v in loop.stats.items()})
