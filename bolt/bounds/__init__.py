@@ -126,8 +126,8 @@ def maurey(key, problem, particles, weights=None, sizes=(2, 4, 8, 16, 32, 64), r
     r0, ft = problem.R0(), problem.ftilde(Pj)  # f̃ once for all particles; resamples reuse it
     cdf = jnp.cumsum(wj)
     excess, ses = [], []
-    for i, n in enumerate(sizes):
-        r = np.asarray(_resampled_risks(problem, Pj, ft, r0, cdf, jax.random.fold_in(key, i), reps, int(n))) - r_mu
+    for r in _resampled_risks(problem, Pj, ft, r0, cdf, key, reps, tuple(int(n) for n in sizes)):
+        r = np.asarray(r) - r_mu
         excess.append(r.mean())
         ses.append(r.std(ddof=1) / np.sqrt(reps))
     excess, ses, sizes = np.asarray(excess), np.asarray(ses), np.asarray(sizes, np.float64)
@@ -161,11 +161,16 @@ def maurey(key, problem, particles, weights=None, sizes=(2, 4, 8, 16, 32, 64), r
 
 
 @problem_jit(static_argnums=(5, 6))
-def _resampled_risks(problem, P, ft, r0, cdf, key, reps: int, n: int):
-    """R of ``reps`` width-``n`` networks whose neurons are drawn iid from the weighted particles."""
-    u = jax.random.uniform(key, (reps, n), cdf.dtype) * cdf[-1]
-    idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), cdf.shape[0] - 1)
-    return jax.vmap(lambda i: r0 + 2 * jnp.mean(ft[i]) + jnp.mean(problem.kernel(P[i], P[i])))(idx)
+def _resampled_risks(problem, P, ft, r0, cdf, key, reps: int, sizes: tuple[int, ...]):
+    """For each width ``n`` in ``sizes`` (the ``i``-th with key ``fold_in(key, i)``): R of ``reps``
+    width-``n`` networks whose neurons are drawn iid from the weighted particles. One program for all
+    the widths: each would otherwise be traced, lowered and loaded on its own."""
+    out = []
+    for i, n in enumerate(sizes):
+        u = jax.random.uniform(jax.random.fold_in(key, i), (reps, n), cdf.dtype) * cdf[-1]
+        idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), cdf.shape[0] - 1)
+        out.append(jax.vmap(lambda i: r0 + 2 * jnp.mean(ft[i]) + jnp.mean(problem.kernel(P[i], P[i])))(idx))
+    return out
 
 
 def corollary(problem, lazy_reps: list[dict], risk_star: float, n: int, l_sigma: float,
