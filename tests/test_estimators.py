@@ -1,5 +1,7 @@
 """Control variates and the KSD test: exactness on Gaussians, zero-mean features, calibrated errors."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -264,6 +266,34 @@ def test_summarize_field_noise_se_matches_quadrature():
     s_cv = summarize(jax.random.PRNGKey(0), pb, cv, logz_samples=20_000)
     np.testing.assert_allclose(s_cv["kl_field_se"], bt**2 * sd_cv * np.sqrt(sa2), rtol=0.2)
     np.testing.assert_allclose(s_cv["risk_field_se"], 2 * bt * sd_cv * np.sqrt(sa2), rtol=0.2)
+
+
+def test_summary_w2_once_and_the_same_when_added_later(monkeypatch):
+    """``summarize(w2=False)`` plus :func:`w2_to_prior` with the same key is ``summarize`` to the last
+    digit; ``summarize_to_precision`` solves W2² once, for the draws it keeps, whatever its rounds."""
+    import bolt.estimators.summary as S
+    from bolt.gibbs.result import SolveResult
+    from bolt.testing import exact_gibbs_draws
+
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.0, 0.5]], [1.0]), beta=1.0, tau=0.5)
+    rng = np.random.default_rng(5)
+    fld = pb.field(jnp.asarray(0.7 * rng.standard_normal((200, 2))), jnp.full(200, 1 / 200))
+    x = exact_gibbs_draws(rng, pb, fld, 600, float(np.min(pb.psi_field(jnp.asarray(rng.standard_normal((4000, 2))),
+                                                                       fld))) - 1.0)
+    res = SolveResult("iid", x, np.full(600, 1 / 600), fld, True, 1)
+    key = jax.random.PRNGKey(3)
+    full = S.summarize(key, pb, res, logz_samples=5000)
+    part = S.summarize(key, pb, res, logz_samples=5000, w2=False)
+    assert "w2_squared_to_prior" not in part
+    later = {**part, **S.w2_to_prior(key, pb, res, part["ess"])}
+    assert json.dumps(later, sort_keys=True) == json.dumps(full, sort_keys=True)  # (NaN fields compare equal)
+
+    calls = []
+    real = S.w2_to_prior
+    monkeypatch.setattr(S, "w2_to_prior", lambda *a: calls.append(len(a[2].particles)) or real(*a))
+    s, more = S.summarize_to_precision(key, pb, res, target_rel_se=0.002, max_draws=2400, logz_samples=5000)
+    assert len(more.particles) > 600 and calls == [len(more.particles)]
+    assert s["w2_squared_to_prior_se"] > 0 and s["w2_estimator"].startswith("split-sample debiased")
 
 
 @pytest.mark.statistical

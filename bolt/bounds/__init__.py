@@ -223,15 +223,10 @@ def corollary(problem, lazy_reps: list[dict], risk_star: float, n: int, l_sigma:
 
 
 def _w2_with_se(key, problem, P, w, grid: bool, ess=None):
-    """W2²(µ*, γ_τ) with its standard error: grid quadrature/draws, 1-D quantiles, or debiased exact OT."""
-    from bolt.transport.w2 import w2_debiased, w2_grid_to_prior, w2_quantile_1d
+    """W2²(µ*, γ_τ) with its standard error and estimator (:func:`bolt.transport.w2.w2_to_prior`)."""
+    from bolt.transport.w2 import w2_to_prior
 
-    if grid:
-        est = w2_grid_to_prior(P, w, problem.tau, key=key)
-    else:
-        prior = np.sqrt(problem.tau) * np.asarray(jax.random.normal(key, P.shape))
-        ess = None if ess is None or not np.isfinite(ess) else ess
-        est = w2_quantile_1d(P, prior, ess_x=ess) if problem.d == 1 else w2_debiased(P, prior, ess_x=ess)[0]
+    est = w2_to_prior(key, P, w, problem.tau, grid=grid, ess=ess)
     return est.w2_squared, est.se, est.estimator
 
 

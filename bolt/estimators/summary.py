@@ -9,7 +9,7 @@ import numpy as np
 from bolt.gibbs.result import SolveResult
 from bolt.problem.model import Problem
 
-__all__ = ["summarize", "summarize_to_precision", "extend_draws", "effective_sample_size"]
+__all__ = ["summarize", "summarize_to_precision", "w2_to_prior", "extend_draws", "effective_sample_size"]
 
 
 def effective_sample_size(values: np.ndarray, chains: int) -> float:
@@ -21,8 +21,11 @@ def effective_sample_size(values: np.ndarray, chains: int) -> float:
     return float(az.ess(np.asarray(values).reshape(chains, -1)))
 
 
-def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int = 100_000) -> dict:
+def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int = 100_000, w2: bool = True) -> dict:
     """risk, KL, log Z, free energy (each with a standard error), mean, covariance, W2²(µ*, γ_τ).
+
+    ``w2=False`` leaves out W2² (the exact transport solves are most of the summary's time);
+    :func:`w2_to_prior` with the same key adds exactly the fields it would have had.
 
     For sample-based results the particles are draws of Γ(µ_K) and Ψ is that of µ_K, so
     ``KL = −(β/τ) E Ψ − log Z`` is exact for Γ(µ_K). The estimators:
@@ -46,10 +49,8 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
     """
     from bolt.estimators.control_variates import cv_mean, default_degree, stein_features
     from bolt.estimators.logz import log_z_importance
-    from bolt.transport.w2 import w2_debiased, w2_grid_to_prior, w2_quantile_1d
-
     P, wts = np.asarray(result.particles), np.asarray(result.weights)
-    k1, k2 = jax.random.split(key)
+    k1 = jax.random.split(key)[0]  # [1] is W2's (w2_to_prior)
     bt, lam = problem.beta / problem.tau, problem.tau / problem.beta
     Pj = jnp.asarray(P)
     psi = np.asarray(problem.psi_field(Pj, result.field), np.float64)
@@ -100,21 +101,12 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
         kl_se = 0.0
     mean = wts @ P
     cov = (wts[:, None] * (P - mean)).T @ (P - mean)
-
-    # W2²(µ*, γ_τ): consistent estimators with first-order standard errors (never sliced W2²)
-    if result.method == "grid":
-        w2 = w2_grid_to_prior(P, wts, problem.tau, key=k2)
-    else:
-        prior = np.sqrt(problem.tau) * np.asarray(jax.random.normal(k2, P.shape))
-        w2 = (w2_quantile_1d(P, prior, ess_x=ess) if problem.d == 1 else w2_debiased(P, prior, ess_x=ess)[0])
     risk = float(risk)
     out.update(
         risk=risk, risk_se=float(risk_se), kl=float(kl), kl_se=kl_se, log_z=float(lz), log_z_se=float(lz_se),
         log_z_estimator=lz_est, free_energy=float(problem.free_energy(risk, kl)),
         free_energy_se=float(f_infl_se) if result.method != "grid" else 0.0,
-        expected_psi=e_psi, mean=mean.tolist(), covariance=cov.tolist(),
-        w2_squared_to_prior=float(w2.w2_squared), w2_squared_to_prior_se=float(w2.se), w2_estimator=w2.estimator,
-        ess=ess,
+        expected_psi=e_psi, mean=mean.tolist(), covariance=cov.tolist(), ess=ess,
         residual=float(result.residual), residual_floor=_last(result.trace, "residual_floor"),
         residual_p_value=_last(result.trace, "p_value"), drift_z=_last(result.trace, "drift_z"),
         drift_p_value=_last(result.trace, "drift_p_value"),
@@ -122,7 +114,20 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
         final_drift_p_value=result.settings.get("final_drift_p_value"),
         converged=bool(result.converged),
         iterations=int(result.iterations), solver=result.method)
+    if w2:
+        out.update(w2_to_prior(key, problem, result, ess))
     return out
+
+
+def w2_to_prior(key, problem: Problem, result: SolveResult, ess: float) -> dict:
+    """The summary's W2²(µ*, γ_τ) fields for :func:`summarize`'s ``key``
+    (:func:`bolt.transport.w2.w2_to_prior`; ``ess`` the draws' effective sample size)."""
+    from bolt.transport.w2 import w2_to_prior as w2_of
+
+    w2 = w2_of(jax.random.split(key)[1], result.particles, result.weights, problem.tau,
+               grid=result.method == "grid", ess=ess)
+    return {"w2_squared_to_prior": float(w2.w2_squared), "w2_squared_to_prior_se": float(w2.se),
+            "w2_estimator": w2.estimator}
 
 
 def _degenerate_variance(problem: Problem, P: np.ndarray, n_eff: float, m: int = 600) -> float:
@@ -225,9 +230,11 @@ def summarize_to_precision(key, problem: Problem, result: SolveResult, *, target
 
     Returns the summary (with ``target_rel_se``, ``precision_reached``, ``precision_note`` and
     ``draws``) and the possibly extended result. The grid is exact and is returned as it is.
+    W2² (which no stopping decision uses) is estimated once, from the final draws.
     """
     k0, key = jax.random.split(key)
-    s = summarize(k0, problem, result, logz_samples=logz_samples)
+    sk = k0  # the key of the summary kept: W2² is added with it at the end
+    s = summarize(k0, problem, result, logz_samples=logz_samples, w2=False)
     rounds = 0
     note = ""
 
@@ -255,8 +262,10 @@ def summarize_to_precision(key, problem: Problem, result: SolveResult, *, target
         want = int(np.ceil(ess * (need * 1.1 - 1.0)))  # new draws count as independent
         n_new = int(min(max(want, n // 4), max_draws - n))
         result = extend_draws(jax.random.fold_in(key, 2 * rounds), problem, result, n_new)
-        s = summarize(jax.random.fold_in(key, 2 * rounds + 1), problem, result, logz_samples=logz_samples)
+        sk = jax.random.fold_in(key, 2 * rounds + 1)
+        s = summarize(sk, problem, result, logz_samples=logz_samples, w2=False)
         rounds += 1
+    s.update(w2_to_prior(sk, problem, result, s["ess"]))
     reached = result.method == "grid" or max(rel(q) for q in quantities) <= target_rel_se
     s.update(target_rel_se=target_rel_se, precision_reached=bool(reached), precision_note="" if reached else note,
              draws=len(result.particles))

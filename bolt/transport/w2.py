@@ -28,7 +28,7 @@ import numpy as np
 from bolt.errors import BoltError
 
 __all__ = ["W2", "w2_debiased", "w2_exact", "w2_quantile_1d", "w2_sliced", "w2_gaussian", "w2_squared",
-           "w2_grid_to_prior", "check_samples"]
+           "w2_grid_to_prior", "w2_to_prior", "check_samples"]
 
 #: POT's exact solver iteration cap; POT's default (1e5) silently returns a non-optimal plan at n ≈ 2000.
 NUM_ITER_MAX = 10_000_000
@@ -402,6 +402,21 @@ def _sinc_cdf_1d(p):
     F = fftconvolve(p, 0.5 + si)[n - 1: 2 * n - 1]
     S = fftconvolve(p, 0.5 - si)[n - 1: 2 * n - 1]
     return F, S
+
+
+def w2_to_prior(key, particles, weights, tau: float, *, grid: bool = False, ess: float | None = None) -> W2:
+    """W2²(µ, γ_τ) of a solved µ* with its first-order standard error, never sliced W2²: grid quadrature
+    (:func:`w2_grid_to_prior`) when ``grid``, else against as many draws of γ_τ (from ``key``) by 1-D
+    quantiles in d = 1 or the split-sample debiased exact OT (:func:`w2_debiased`); ``ess`` is the
+    draws' effective sample size (``None`` or not finite: their number)."""
+    P = np.asarray(particles, np.float64)
+    if grid:
+        return w2_grid_to_prior(P, weights, tau, key=key)
+    import jax
+
+    prior = np.sqrt(tau) * np.asarray(jax.random.normal(key, P.shape))
+    ess = None if ess is None or not np.isfinite(ess) else float(ess)
+    return w2_quantile_1d(P, prior, ess_x=ess) if P.shape[1] == 1 else w2_debiased(P, prior, ess_x=ess)[0]
 
 
 def w2_grid_to_prior(nodes, weights, tau: float, *, key=None, n: int = 1000, reps: int = 16,
