@@ -269,31 +269,56 @@ def test_summarize_field_noise_se_matches_quadrature():
 
 
 def test_summary_w2_once_and_the_same_when_added_later(monkeypatch):
-    """``summarize(w2=False)`` plus :func:`w2_to_prior` with the same key is ``summarize`` to the last
-    digit; ``summarize_to_precision`` solves W2² once, for the draws it keeps, whatever its rounds."""
+    """The summary's W2² is the debiased exact OT between the draws and as many prior draws from the
+    second half of its key, with the draws' ESS (pinned on draws whose ESS is about n/2);
+    ``summarize(w2=False)`` plus :func:`w2_to_prior` is ``summarize`` to the last digit; and
+    ``summarize_to_precision`` solves W2² once, with the key, result and ESS of the summary it keeps."""
     import bolt.estimators.summary as S
     from bolt.gibbs.result import SolveResult
     from bolt.testing import exact_gibbs_draws
+    from bolt.transport.w2 import w2_debiased
 
     pb = bolt.make_problem("erf", bolt.Teacher([[1.0, 0.5]], [1.0]), beta=1.0, tau=0.5)
     rng = np.random.default_rng(5)
     fld = pb.field(jnp.asarray(0.7 * rng.standard_normal((200, 2))), jnp.full(200, 1 / 200))
     x = exact_gibbs_draws(rng, pb, fld, 600, float(np.min(pb.psi_field(jnp.asarray(rng.standard_normal((4000, 2))),
                                                                        fld))) - 1.0)
-    res = SolveResult("iid", x, np.full(600, 1 / 600), fld, True, 1)
     key = jax.random.PRNGKey(3)
-    full = S.summarize(key, pb, res, logz_samples=5000)
-    part = S.summarize(key, pb, res, logz_samples=5000, w2=False)
+    xc = np.repeat(x[:300], 2, axis=0)  # 4 "chains" of draws each repeated once: ESS about n/2
+    chained = SolveResult("picard-mala", xc, np.full(600, 1 / 600), fld, True, 3, chains=xc.reshape(4, 150, 2),
+                          settings=dict(damping=0.7, particles=150, buffer=4))
+    full = S.summarize(key, pb, chained, logz_samples=5000)
+    assert full["ess"] < 450
+    prior = np.sqrt(pb.tau) * np.asarray(jax.random.normal(jax.random.split(key)[1], xc.shape))
+    ref = w2_debiased(xc, prior, ess_x=full["ess"])[0]
+    assert (full["w2_squared_to_prior"], full["w2_squared_to_prior_se"]) == (float(ref.w2_squared), float(ref.se))
+    part = S.summarize(key, pb, chained, logz_samples=5000, w2=False)
     assert "w2_squared_to_prior" not in part
-    later = {**part, **S.w2_to_prior(key, pb, res, part["ess"])}
+    later = {**part, **S.w2_to_prior(key, pb, chained, part["ess"])}
     assert json.dumps(later, sort_keys=True) == json.dumps(full, sort_keys=True)  # (NaN fields compare equal)
 
-    calls = []
-    real = S.w2_to_prior
-    monkeypatch.setattr(S, "w2_to_prior", lambda *a: calls.append(len(a[2].particles)) or real(*a))
+    res = SolveResult("iid", x, np.full(600, 1 / 600), fld, True, 1)
+    keys, w2_args = [], []
+    real_s, real_w = S.summarize, S.w2_to_prior
+    monkeypatch.setattr(S, "summarize", lambda k, *a, **kw: keys.append(k) or real_s(k, *a, **kw))
+    monkeypatch.setattr(S, "w2_to_prior", lambda *a: w2_args.append(a) or real_w(*a))
     s, more = S.summarize_to_precision(key, pb, res, target_rel_se=0.002, max_draws=2400, logz_samples=5000)
-    assert len(more.particles) > 600 and calls == [len(more.particles)]
+    assert len(keys) > 1 and len(w2_args) == 1 and len(more.particles) > 600
+    k_used, _, r_used, ess_used = w2_args[0]
+    assert np.array_equal(np.asarray(k_used), np.asarray(keys[-1])) and r_used is more and ess_used == s["ess"]
     assert s["w2_squared_to_prior_se"] > 0 and s["w2_estimator"].startswith("split-sample debiased")
+
+
+def test_summary_w2_in_one_dimension_is_the_quantile_estimator():
+    """d = 1 draws: W2² to the prior by 1-D quantiles (not the debiased exact OT)."""
+    from bolt.estimators.summary import w2_to_prior
+    from bolt.gibbs.result import SolveResult
+
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.0]], [1.0]), beta=1.0, tau=0.5)
+    x = 0.8 * np.random.default_rng(2).standard_normal((400, 1))
+    res = SolveResult("iid", x, np.full(400, 1 / 400), pb.field(jnp.asarray(x)), True, 1)
+    w = w2_to_prior(jax.random.PRNGKey(0), pb, res, 400.0)
+    assert w["w2_estimator"] == "1-D quantiles" and w["w2_squared_to_prior_se"] > 0
 
 
 @pytest.mark.statistical

@@ -43,25 +43,32 @@ def test_arcsine_kernel_matches_monte_carlo(X):
 
 
 def _asin_points():
-    """[-1, 1] densely, tiny and near-±1 magnitudes, and both sides of the branch point ½."""
-    x = np.concatenate([np.linspace(-1.0, 1.0, 200_001), np.geomspace(1e-300, 1.0, 4000),
+    """[-1, 1] densely and at random, tiny and near-±1 magnitudes, both sides of the branch point ½, and
+    random points just above it (where the error of π/2 − 2 asin t is largest)."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.linspace(-1.0, 1.0, 200_001), rng.uniform(-1.0, 1.0, 200_000),
+                        rng.uniform(0.5, 0.62, 200_000), np.geomspace(1e-300, 1.0, 4000),
                         1.0 - np.geomspace(1e-16, 0.5, 4000), np.nextafter(0.5, [0.0, 1.0])])
     return np.concatenate([x, -x])
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_fast_arcsin_is_within_two_ulp_of_numpy(dtype):
-    """bolt's polynomial asin (the arcsine kernel's) against NumPy's in float64, in units of the
-    dtype's spacing; XLA's own asin is also 2 ulp off. Signs, ±1, 0 and NaN as NumPy has them."""
+def test_fast_arcsin_is_within_about_two_ulp(dtype):
+    """bolt's polynomial asin (the arcsine kernel's) against the exact value (NumPy's asin in x87
+    extended precision; where ``longdouble`` is only double, NumPy's float64 asin and one ulp more), in
+    units of the dtype's spacing: measured 2.02 ulp in float64, 2.00 in float32 (XLA's asin: 1.40,
+    2.40). Signs, ±1, 0 and NaN as NumPy has them."""
     from bolt.problem.kernels import arcsin
 
     x = _asin_points().astype(dtype)
     x = x[(np.abs(x) >= np.finfo(dtype).tiny) | (x == 0)]  # XLA flushes subnormals to zero (its asin too)
     got = np.asarray(jax.jit(arcsin)(jnp.asarray(x)))
     assert got.dtype == dtype
-    ref = np.arcsin(x.astype(np.float64))
-    ulp = np.abs(got - ref) / np.spacing(np.abs(ref).astype(dtype) + (ref == 0))
-    assert ulp.max() <= 2.5, f"max error {ulp.max():.2f} ulp at x = {x[np.argmax(ulp)]!r}"
+    extended = np.finfo(np.longdouble).eps < 1e-18
+    ref = np.arcsin(x.astype(np.longdouble if extended else np.float64))
+    ulp = np.abs(got.astype(ref.dtype) - ref) / np.spacing(np.abs(ref).astype(dtype) + (ref == 0)).astype(ref.dtype)
+    bound = 2.5 if extended else 3.5
+    assert ulp.max() <= bound, f"max error {float(ulp.max()):.2f} ulp at x = {x[np.argmax(ulp)]!r}"
     edge = jnp.asarray([1.0, -1.0, 0.0, -0.0, 1.5, -1.5, np.nan], dtype)
     with np.errstate(invalid="ignore"):
         np.testing.assert_array_equal(np.asarray(arcsin(edge)), np.arcsin(np.asarray(edge)))

@@ -156,3 +156,24 @@ def test_monotone_map_pushes_the_prior_to_mu():
     q = norm.ppf(np.linspace(0.05, 0.95, 19))
     T = monotone_map_1d(tau, z, w)
     np.testing.assert_allclose(T(np.sqrt(tau) * q), m + s * q, atol=2 * (z[1] - z[0]))
+
+
+def test_maurey_resampled_risks_use_one_key_per_width():
+    """The widths' resampled risks (one program for all widths) are, width by width, those of width
+    ``sizes[i]`` drawn with ``fold_in(key, i)`` by the weights' inverse CDF, written out again here."""
+    import jax.numpy as jnp
+
+    from bolt.bounds import _resampled_risks
+
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.0, 0.0], [0.0, 1.5]], [1.0, -0.5]), beta=1.0, tau=0.5)
+    rng = np.random.default_rng(1)
+    P = jnp.asarray(0.7 * rng.standard_normal((50, 2)))
+    w = jnp.asarray(rng.uniform(0.5, 1.5, 50))
+    w = w / w.sum()
+    ft, r0, cdf, key = pb.ftilde(P), pb.R0(), jnp.cumsum(w), jax.random.PRNGKey(4)
+    got = _resampled_risks(pb, P, ft, r0, cdf, key, 8, (2, 3, 5))
+    for i, n in enumerate((2, 3, 5)):
+        u = np.asarray(jax.random.uniform(jax.random.fold_in(key, i), (8, n), cdf.dtype)) * float(cdf[-1])
+        idx = np.minimum(np.searchsorted(np.asarray(cdf), u, side="right"), 49)
+        want = [float(r0) + 2 * float(np.mean(np.asarray(ft)[j])) + float(np.mean(pb.kernel(P[j], P[j]))) for j in idx]
+        np.testing.assert_allclose(np.asarray(got[i]), want, rtol=1e-12, atol=1e-14)

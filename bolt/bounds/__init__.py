@@ -169,7 +169,7 @@ def _resampled_risks(problem, P, ft, r0, cdf, key, reps: int, sizes: tuple[int, 
     for i, n in enumerate(sizes):
         u = jax.random.uniform(jax.random.fold_in(key, i), (reps, n), cdf.dtype) * cdf[-1]
         idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), cdf.shape[0] - 1)
-        out.append(jax.vmap(lambda i: r0 + 2 * jnp.mean(ft[i]) + jnp.mean(problem.kernel(P[i], P[i])))(idx))
+        out.append(jax.vmap(lambda j: r0 + 2 * jnp.mean(ft[j]) + jnp.mean(problem.kernel(P[j], P[j])))(idx))
     return out
 
 

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["arcsine_kernel", "arcsine_kernel_grad", "arcsine_kernel_diag", "linear_ftilde", "linear_ftilde_grad",
-           "RealizableRule", "realizable_rule", "realizable_ftilde", "realizable_ftilde_grad", "realizable_r0"]
+__all__ = ["arcsin", "arcsine_kernel", "arcsine_kernel_grad", "arcsine_kernel_diag", "linear_ftilde",
+           "linear_ftilde_grad", "RealizableRule", "realizable_rule", "realizable_ftilde", "realizable_ftilde_grad",
+           "realizable_r0"]
 
 Array = jax.Array
 
@@ -19,20 +20,29 @@ Array = jax.Array
 _ASIN_G = (0.1666666666666665, 0.07500000000020764, 0.044642857103423646, 0.03038194736709848,
            0.02237204763174451, 0.017355259955786323, 0.013929652902326633, 0.011875494382636922,
            0.0078029494773533175, 0.01603551434914882, -0.010749050339697808, 0.028169218060881414)
+_PIO2_LO = 6.123233995736766e-17  # π/2 − fl64(π/2)
 
 
 @jax.custom_jvp
 def arcsin(x: Array) -> Array:
-    """asin(x), 2.8x faster than XLA's on CPU (polynomial; max error 3 ulp in float64)."""
+    """asin(x) without XLA's atan2: within 2.1 ulp of the exact value in float64 and float32 (XLA's
+    asin: 1.5 and 2.4 ulp), about 2.6x faster than XLA's on CPU (studies/benchmarks/bench_arcsin.py).
+
+    For ``a = |x| ≤ ½``, ``a + a³ g(a²)``; above, ``π/2 − 2 asin t`` with ``t = √((1 − a)/2)`` (exact
+    ``1 − a``), π/2 carried in two parts so that the difference keeps its last bits. The derivative is
+    the exact ``1/√(1 − x²)``.
+    """
     a = jnp.abs(x)
     big = a > 0.5
-    u = jnp.where(big, 0.5 * (1.0 - a), a * a)  # asin(a) = π/2 − 2 asin(√((1 − a)/2)) for a > ½
+    u = jnp.where(big, 0.5 * (1.0 - a), a * a)
     t = jnp.where(big, jnp.sqrt(u), a)
-    g = jnp.asarray(_ASIN_G[-1], x.dtype)
+    g = jnp.full_like(u, _ASIN_G[-1])
     for c in _ASIN_G[-2::-1]:
         g = g * u + c
-    s = t + t * u * g
-    return jnp.copysign(jnp.where(big, 0.5 * jnp.pi - 2.0 * s, s), x)
+    tail = t * u * g  # asin t = t + tail
+    hi = np.asarray(np.pi / 2, u.dtype)
+    lo = float(np.pi / 2 - np.float64(hi)) + _PIO2_LO  # π/2 − hi, in float64
+    return jnp.copysign(jnp.where(big, (hi - 2.0 * t) + (lo - 2.0 * tail), t + tail), x)
 
 
 @arcsin.defjvp

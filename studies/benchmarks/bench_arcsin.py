@@ -5,13 +5,15 @@ this VM, three times a square root. The arcsine kernel evaluates it once per par
 the pairs are the cost of Ψ everywhere on the arcsine route: log Z's 10⁵ proposals against the
 field, Ψ(w_i; µ̂) at the final draws, herding's kernel sums, the KSD and drift tests.
 ``bolt.problem.kernels.arcsin`` reduces to ``t ≤ ½`` (``asin a = π/2 − 2 asin √((1 − a)/2)``) and
-evaluates ``t + t³ g(t²)`` with a degree-11 polynomial ``g``: no division, one square root.
+evaluates ``t + t³ g(t²)`` with a degree-11 polynomial ``g`` (π/2 in two parts): no division, one
+square root.
 
 Printed, each warm (median of repeats) and in the same run:
 - asin alone over 10⁷ elements (summed, so the result is not written back to memory);
 - ``Problem.psi_field`` of the default problem at 10⁵ points against a 1000-point field (log Z's
   importance proposals in the summary) — with XLA's asin, then bolt's;
-- the error of each against NumPy's float64 asin, in units of float64 spacing.
+- the error of each against the exact asin (NumPy's in x87 extended precision), in units of float64
+  spacing.
 
 Usage: python studies/benchmarks/bench_arcsin.py [--smoke]
 """
@@ -61,11 +63,17 @@ def main():
     print(f"asin, {n_elt:.0e} elements: XLA {t_xla / n_elt * 1e9:.2f} ns/element, bolt {t_bolt / n_elt * 1e9:.2f} "
           f"ns/element: x{t_xla / t_bolt:.2f}")
 
-    grid = np.concatenate([np.linspace(-1.0, 1.0, 200_001), 1.0 - np.geomspace(1e-16, 0.5, 4000)])
-    ref = np.arcsin(grid)
-    for name, f in (("XLA", jnp.arcsin), ("bolt", fast)):
-        err = np.abs(np.asarray(jax.jit(f)(jnp.asarray(grid))) - ref) / np.spacing(np.abs(ref) + (ref == 0))
-        print(f"  {name:4s} max error against NumPy: {err.max():.1f} ulp")
+    rng = np.random.default_rng(1)
+    grid = np.concatenate([np.linspace(-1.0, 1.0, 200_001), 1.0 - np.geomspace(1e-16, 0.5, 4000),
+                           rng.uniform(-1.0, 1.0, n_elt // 5), rng.uniform(0.5, 0.62, n_elt // 5)])
+    extended = np.finfo(np.longdouble).eps < 1e-18  # x87 extended: NumPy's asin there is exact for float64
+    ref = np.arcsin(grid.astype(np.longdouble if extended else np.float64))
+    spacing = np.spacing(np.abs(ref).astype(np.float64) + (ref == 0)).astype(ref.dtype)
+    for name, f in (("XLA", jnp.arcsin), ("bolt", fast), ("NumPy", np.arcsin)):
+        got = np.asarray(jax.jit(f)(jnp.asarray(grid)) if name != "NumPy" else f(grid))
+        err = np.abs(got.astype(ref.dtype) - ref) / spacing
+        print(f"  {name:5s} max error against the {'exact value' if extended else 'NumPy float64 value'}: "
+              f"{float(err.max()):.2f} ulp ({len(grid)} points, half of the random ones in [0.5, 0.62])")
 
     times, vals = {}, {}
     for name, f in (("XLA", jnp.arcsin), ("bolt", fast)):
