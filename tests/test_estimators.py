@@ -96,8 +96,10 @@ def test_stein_weights_error_series_is_calibrated():
     W, s = jnp.asarray(np.stack([w for w, _ in draws])), jnp.asarray(np.stack([x for _, x in draws]))
     H = jax.vmap(lambda w, sc: stein_features(w, sc, 2))(W, s)
     g = jax.vmap(f)(W)
-    est = np.asarray(jnp.einsum("rn,rn->r", jax.vmap(stein_weights)(H), g))
-    se = np.sqrt(np.asarray(jax.vmap(lambda gg, hh: jnp.var(stein_error_series(gg, hh), ddof=1))(g, H)) / 100)
+    # replications one after another (lax.map), not batched: a vmap of the weights' pinv (1000 batched LAPACK
+    # eigendecompositions inside XLA's CPU thread pool) hung twice on 2026-11-30, never in a single-matrix call
+    est = np.asarray(jnp.einsum("rn,rn->r", jax.lax.map(stein_weights, H), g))
+    se = np.sqrt(np.asarray(jax.lax.map(lambda a: jnp.var(stein_error_series(*a), ddof=1), (g, H))) / 100)
     z = (est - truth) / se
     assert abs(est.mean() - truth) < 0.1 * est.std(), (est.mean() - truth) / est.std()
     assert abs(z.std(ddof=1) - 1.0) < 0.15, z.std(ddof=1)
