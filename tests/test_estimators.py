@@ -273,7 +273,7 @@ def test_summarize_field_noise_se_matches_quadrature():
 def test_summary_w2_once_and_the_same_when_added_later(monkeypatch):
     """The summary's W2² is the debiased exact OT between the draws and as many prior draws from the
     second half of its key, with the draws' ESS (pinned on draws whose ESS is about n/2);
-    ``summarize(w2=False)`` plus :func:`w2_to_prior` is ``summarize`` to the last digit; and
+    ``summarize(w2=False)`` plus :func:`w2_fields` is ``summarize`` to the last digit; and
     ``summarize_to_precision`` solves W2² once, with the key, result and ESS of the summary it keeps."""
     import bolt.estimators.summary as S
     from bolt.gibbs.result import SolveResult
@@ -296,14 +296,14 @@ def test_summary_w2_once_and_the_same_when_added_later(monkeypatch):
     assert (full["w2_squared_to_prior"], full["w2_squared_to_prior_se"]) == (float(ref.w2_squared), float(ref.se))
     part = S.summarize(key, pb, chained, logz_samples=5000, w2=False)
     assert "w2_squared_to_prior" not in part
-    later = {**part, **S.w2_to_prior(key, pb, chained, part["ess"])}
+    later = {**part, **S.w2_fields(key, pb, chained, part["ess"])}
     assert json.dumps(later, sort_keys=True) == json.dumps(full, sort_keys=True)  # (NaN fields compare equal)
 
     res = SolveResult("iid", x, np.full(600, 1 / 600), fld, True, 1)
     keys, w2_args = [], []
-    real_s, real_w = S.summarize, S.w2_to_prior
+    real_s, real_w = S.summarize, S.w2_fields
     monkeypatch.setattr(S, "summarize", lambda k, *a, **kw: keys.append(k) or real_s(k, *a, **kw))
-    monkeypatch.setattr(S, "w2_to_prior", lambda *a: w2_args.append(a) or real_w(*a))
+    monkeypatch.setattr(S, "w2_fields", lambda *a: w2_args.append(a) or real_w(*a))
     s, more = S.summarize_to_precision(key, pb, res, target_rel_se=0.002, max_draws=2400, logz_samples=5000)
     assert len(keys) > 1 and len(w2_args) == 1 and len(more.particles) > 600
     k_used, _, r_used, ess_used = w2_args[0]
@@ -313,13 +313,13 @@ def test_summary_w2_once_and_the_same_when_added_later(monkeypatch):
 
 def test_summary_w2_in_one_dimension_is_the_quantile_estimator():
     """d = 1 draws: W2² to the prior by 1-D quantiles (not the debiased exact OT)."""
-    from bolt.estimators.summary import w2_to_prior
+    from bolt.estimators.summary import w2_fields
     from bolt.gibbs.result import SolveResult
 
     pb = bolt.make_problem("erf", bolt.Teacher([[1.0]], [1.0]), beta=1.0, tau=0.5)
     x = 0.8 * np.random.default_rng(2).standard_normal((400, 1))
     res = SolveResult("iid", x, np.full(400, 1 / 400), pb.field(jnp.asarray(x)), True, 1)
-    w = w2_to_prior(jax.random.PRNGKey(0), pb, res, 400.0)
+    w = w2_fields(jax.random.PRNGKey(0), pb, res, 400.0)
     assert w["w2_estimator"] == "1-D quantiles" and w["w2_squared_to_prior_se"] > 0
 
 

@@ -177,3 +177,16 @@ def test_maurey_resampled_risks_use_one_key_per_width():
         idx = np.minimum(np.searchsorted(np.asarray(cdf), u, side="right"), 49)
         want = [float(r0) + 2 * float(np.mean(np.asarray(ft)[j])) + float(np.mean(pb.kernel(P[j], P[j]))) for j in idx]
         np.testing.assert_allclose(np.asarray(got[i]), want, rtol=1e-12, atol=1e-14)
+
+
+def test_bounds_compute_w2_for_a_summary_without_it(grid_solution):
+    """A summary from an older bolt (no W2² fields): the bounds estimate W2² themselves, and on the d = 1
+    grid (exact quadrature) the W2 checks come out as with the summary's own W2²."""
+    pb, res, s = grid_solution
+    old = {k: v for k, v in s.items() if not k.startswith("w2_")}
+    args = (jax.random.PRNGKey(1), pb, res.particles, res.weights)
+    new_b = {b.name: b for b in evaluate_bounds(*args, s, grid=True)}
+    old_b = {b.name: b for b in evaluate_bounds(*args, old, grid=True)}
+    for name in ("w2_bound", "talagrand"):
+        assert (old_b[name].lhs, old_b[name].rhs, old_b[name].estimator) == \
+            (new_b[name].lhs, new_b[name].rhs, new_b[name].estimator), name

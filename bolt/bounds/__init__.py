@@ -222,14 +222,6 @@ def corollary(problem, lazy_reps: list[dict], risk_star: float, n: int, l_sigma:
     return out
 
 
-def _w2_with_se(key, problem, P, w, grid: bool, ess=None):
-    """W2²(µ*, γ_τ) with its standard error and estimator (:func:`bolt.transport.w2.w2_to_prior`)."""
-    from bolt.transport.w2 import w2_to_prior
-
-    est = w2_to_prior(key, P, w, problem.tau, grid=grid, ess=ess)
-    return est.w2_squared, est.se, est.estimator
-
-
 def evaluate_bounds(key, problem, particles, weights, summary: dict, *, grid: bool = False, delta: float = 0.05,
                     transport_draws: int = 1000, transport_reps: int = 4, field=None) -> list[Verdict]:
     """Evaluate every check for a solved problem (particles/weights of µ* and its summary).
@@ -257,7 +249,10 @@ def evaluate_bounds(key, problem, particles, weights, summary: dict, *, grid: bo
         w2sq, w2se, w2est = (summary["w2_squared_to_prior"], summary["w2_squared_to_prior_se"],
                              summary.get("w2_estimator", ""))
     else:  # a summary from an older bolt
-        w2sq, w2se, w2est = _w2_with_se(keys[0], problem, P, w, grid, None if grid else ess)
+        from bolt.transport.w2 import w2_to_prior
+
+        est = w2_to_prior(keys[0], P, w, problem.tau, grid=grid, ess=ess)
+        w2sq, w2se, w2est = est.w2_squared, est.se, est.estimator
     kl, kl_se = summary["kl"], summary.get("kl_se", 0.0)
     consts = problem.constants()
     out = [kl_bound(problem, kl, kl_se, gsq_mean, gsq_se),

@@ -9,7 +9,7 @@ import numpy as np
 from bolt.gibbs.result import SolveResult
 from bolt.problem.model import Problem
 
-__all__ = ["summarize", "summarize_to_precision", "w2_to_prior", "extend_draws", "effective_sample_size"]
+__all__ = ["summarize", "summarize_to_precision", "w2_fields", "extend_draws", "effective_sample_size"]
 
 
 def effective_sample_size(values: np.ndarray, chains: int) -> float:
@@ -25,7 +25,7 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
     """risk, KL, log Z, free energy (each with a standard error), mean, covariance, W2²(µ*, γ_τ).
 
     ``w2=False`` leaves out W2² (the exact transport solves are most of the summary's time);
-    :func:`w2_to_prior` with the same key adds exactly the fields it would have had.
+    :func:`w2_fields` with the same key adds exactly the fields it would have had.
 
     For sample-based results the particles are draws of Γ(µ_K) and Ψ is that of µ_K, so
     ``KL = −(β/τ) E Ψ − log Z`` is exact for Γ(µ_K). The estimators:
@@ -50,7 +50,7 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
     from bolt.estimators.control_variates import cv_mean, default_degree, stein_features
     from bolt.estimators.logz import log_z_importance
     P, wts = np.asarray(result.particles), np.asarray(result.weights)
-    k1 = jax.random.split(key)[0]  # [1] is W2's (w2_to_prior)
+    k1 = jax.random.split(key)[0]  # [1] is W2's (w2_fields)
     bt, lam = problem.beta / problem.tau, problem.tau / problem.beta
     Pj = jnp.asarray(P)
     psi = np.asarray(problem.psi_field(Pj, result.field), np.float64)
@@ -115,16 +115,16 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
         converged=bool(result.converged),
         iterations=int(result.iterations), solver=result.method)
     if w2:
-        out.update(w2_to_prior(key, problem, result, ess))
+        out.update(w2_fields(key, problem, result, ess))
     return out
 
 
-def w2_to_prior(key, problem: Problem, result: SolveResult, ess: float) -> dict:
+def w2_fields(key, problem: Problem, result: SolveResult, ess: float) -> dict:
     """The summary's W2²(µ*, γ_τ) fields for :func:`summarize`'s ``key``
     (:func:`bolt.transport.w2.w2_to_prior`; ``ess`` the draws' effective sample size)."""
-    from bolt.transport.w2 import w2_to_prior as w2_of
+    from bolt.transport.w2 import w2_to_prior
 
-    w2 = w2_of(jax.random.split(key)[1], result.particles, result.weights, problem.tau,
+    w2 = w2_to_prior(jax.random.split(key)[1], result.particles, result.weights, problem.tau,
                grid=result.method == "grid", ess=ess)
     return {"w2_squared_to_prior": float(w2.w2_squared), "w2_squared_to_prior_se": float(w2.se),
             "w2_estimator": w2.estimator}
@@ -234,7 +234,7 @@ def summarize_to_precision(key, problem: Problem, result: SolveResult, *, target
     """
     k0, key = jax.random.split(key)
     sk = k0  # the key of the summary kept: W2² is added with it at the end
-    s = summarize(k0, problem, result, logz_samples=logz_samples, w2=False)
+    s = summarize(sk, problem, result, logz_samples=logz_samples, w2=False)
     rounds = 0
     note = ""
 
@@ -265,7 +265,7 @@ def summarize_to_precision(key, problem: Problem, result: SolveResult, *, target
         sk = jax.random.fold_in(key, 2 * rounds + 1)
         s = summarize(sk, problem, result, logz_samples=logz_samples, w2=False)
         rounds += 1
-    s.update(w2_to_prior(sk, problem, result, s["ess"]))
+    s.update(w2_fields(sk, problem, result, s["ess"]))
     reached = result.method == "grid" or max(rel(q) for q in quantities) <= target_rel_se
     s.update(target_rel_se=target_rel_se, precision_reached=bool(reached), precision_note="" if reached else note,
              draws=len(result.particles))
