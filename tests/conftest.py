@@ -18,3 +18,10 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# the test process itself uses that cache too: many tests build their own problem, and so their own
+# jitted closures, over the same shapes; the XLA programs are the same, so they compile once per session
+# (a program loaded from the cache still counts as a compilation in SolveResult.compilations)
+from bolt.cache import enable_compilation_cache  # noqa: E402
+
+enable_compilation_cache()
