@@ -432,3 +432,18 @@ def test_reference_flow_d2_bridge_paths_within_mc_error():
         exact = float(pb.risk(jnp.asarray(t * m + np.sqrt(var) * Z), jnp.asarray(WZ)))
         # two independent 2000-draw errors of the same size: the bridge paths' (st) and the particle set's own
         assert abs(rt - exact) < K * np.sqrt(2) * st, (t, rt, exact, st)
+
+
+def test_dynamics_checks_report_beta_times_the_free_energy():
+    """The greedy verdict compares J with βF(µ*): βF and its SE are β times the summary's F and F_se."""
+    from bolt.config import check_dynamics, resolve_config
+    from bolt.dynamics.tracking import dynamics_checks
+
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=0.3, tau=0.09)
+    s = check_dynamics({**resolve_config({})["dynamics"], "kind": "sgd", "particles": 4, "steps": 10,
+                        "repetitions": 2})
+    P, w = np.linspace(-1, 1, 21)[:, None], np.full(21, 1 / 21)
+    out, _ = dynamics_checks(jax.random.PRNGKey(0), pb, P, w, {"free_energy": 0.2, "free_energy_se": 0.01}, s,
+                             reference_samples=100, progress_bar=False)
+    assert out["beta_F"] == pytest.approx(0.3 * 0.2, rel=1e-14)
+    assert out["beta_F_se"] == pytest.approx(0.3 * 0.01, rel=1e-14)

@@ -575,3 +575,27 @@ def test_picard_readapts_when_its_chains_freeze_in_a_sharp_regime():
     assert min(res.trace["accept_prob"]) < 0.1 < res.trace["accept_prob"][-1], res.trace["accept_prob"]
     assert res.converged
     assert abs(s["free_energy"] - truth["free_energy"]) < 4 * s["free_energy_se"] + 1e-4, (s, truth)
+
+
+def test_unadjusted_langevin_has_its_exact_stationary_variance():
+    """ULA (``solver.kernel = "ula"``) on N(0, 1) with step ε and inverse mass M⁻¹ is the AR(1) chain
+    x' = (1 − a/2)x + √a ξ, a = ε²M⁻¹: stationary variance 1/(1 − a/4), not 1 (its discretisation bias;
+    a drift without its ½ would give 1/(2 − a) ≈ ½). The variance of 20 000 draws has SE
+    v√(2/n)·√((1 + ρ²)/(1 − ρ²)), ρ = 1 − a/2."""
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC
+
+    from bolt.gibbs.mala import MALA
+
+    def model():
+        numpyro.sample("x", dist.Normal(0.0, 1.0))
+
+    mc = MCMC(MALA(model, adjusted=False), num_warmup=1000, num_samples=20000, num_chains=1, progress_bar=False)
+    mc.run(jax.random.PRNGKey(0))
+    x = np.asarray(mc.get_samples()["x"])
+    st = mc.last_state.adapt_state
+    a = float(st.step_size) ** 2 * float(np.asarray(st.inverse_mass_matrix).ravel()[0])
+    v, rho = 1 / (1 - a / 4), 1 - a / 2
+    se = v * np.sqrt(2 / len(x)) * np.sqrt((1 + rho**2) / (1 - rho**2))
+    assert abs(x.var() - v) < 5 * se, (a, x.var(), v, se)

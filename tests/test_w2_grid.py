@@ -244,3 +244,20 @@ def test_debiased_threads_give_the_serial_answer(monkeypatch):
     one = w2_debiased(x, y, max_exact=60)[0]
     assert "8 groups of 60" in many.estimator
     assert (many.w2_squared, many.se) == (one.w2_squared, one.se)
+
+
+def test_grid_log_z_and_kl_in_two_dimensions_match_the_linear_unit_closed_form():
+    """Linear unit, f = ⟨a, x⟩, d = 2: Γ(µ) = N(−βS(m − a), τI) with S = E_π[xxᵀ], so µ* = N(m, τI) with
+    (I + βS)m = βSa, and log Z = KL(µ*‖γ_τ) = |m|²/(2τ). (Every other grid check of log Z is in d = 1,
+    where the prior's normaliser has one factor.)"""
+    from bolt.estimators.summary import summarize
+
+    a, tau = np.array([0.5, 0.3]), 1.0
+    pb = bolt.make_problem(LINEAR, bolt.Linear(a), beta=1.0, tau=tau)
+    X = np.asarray(pb.X, np.float64)
+    S = X.T @ X / len(X)
+    m = np.linalg.solve(np.eye(2) + pb.beta * S, pb.beta * S @ a)
+    res = solve(pb, "grid", grid_points=41)
+    s = summarize(jax.random.PRNGKey(0), pb, res)
+    assert res.settings["log_z"] == pytest.approx(m @ m / (2 * tau), abs=1e-9)
+    assert s["kl"] == pytest.approx(m @ m / (2 * tau), abs=1e-9)
