@@ -372,6 +372,12 @@ def test_deviation_stats():
     assert se == pytest.approx(0.01)  # no spread over repetitions; the reference's SE where the mean gap peaks
     mean, _, per = deviation_stats(risk, ref, np.zeros(3), mask=np.array([True, False, True]))
     np.testing.assert_allclose(per, [0.05, 0.05])
+    # with a spread over R = 3 repetitions (sd 0.05 of the maxima 0.05, 0.15, 0.10): sd/√R beside the reference's SE
+    risk = np.array([[1.0, 0.80, 0.55], [1.0, 0.90, 0.55], [1.0, 0.85, 0.55]])
+    mean, se, per = deviation_stats(risk, ref, np.array([0.0, 0.02, 0.0]))
+    np.testing.assert_allclose(per, [0.05, 0.15, 0.10])
+    assert mean == pytest.approx(0.10)
+    assert se == pytest.approx(np.hypot(0.05 / np.sqrt(3), 0.02))
 
 
 def test_greedy_cost_uses_cross_group_pairs_only():
@@ -447,3 +453,11 @@ def test_dynamics_checks_report_beta_times_the_free_energy():
                              reference_samples=100, progress_bar=False)
     assert out["beta_F"] == pytest.approx(0.3 * 0.2, rel=1e-14)
     assert out["beta_F_se"] == pytest.approx(0.3 * 0.01, rel=1e-14)
+
+
+def test_init_draws_the_prior():
+    """W_0 iid γ_τ = N(0, τI): per-coordinate variance τ (not τ²), mean 0, within 5 SE of 20 000 × 2 draws."""
+    tau = 0.3
+    W = np.asarray(init(jax.random.PRNGKey(0), 20_000, 2, tau).particles)
+    assert_close_z(W.var(0, ddof=1), tau, tau * np.sqrt(2 / (len(W) - 1)), 5.0, "variance")
+    assert_close_z(W.mean(0), 0.0, np.sqrt(tau / len(W)), 5.0, "mean")
