@@ -349,3 +349,29 @@ def test_lipschitz_closed_forms_match_monte_carlo_at_the_maximiser(name):
     J = act.grad_w(jax.random.normal(jax.random.PRNGKey(0), (200_000, p)), jnp.zeros(d))
     g2 = np.asarray(jnp.sum(J * J, -1))
     assert_close_z(g2.mean(), float(act.lipschitz_sq_gaussian(p)), g2.std(ddof=1) / np.sqrt(len(g2)), 5.0, name)
+
+
+def test_mix_on_the_expectation_route_is_the_field_of_the_mixture():
+    """``mix(old, new, α)`` is the field of (1 − α)µ_old + αµ_new: on the expectation route its f̂ equals that
+    of the concatenated, reweighted particles."""
+    pb = bolt.make_problem("tanh", bolt.Teacher([[1.0]], [1.0]), beta=1.0, tau=0.5, inputs=bolt.GaussianInputs(256))
+    rng = np.random.default_rng(0)
+    Pa, Pb, alpha = jnp.asarray(rng.normal(size=(30, 1))), jnp.asarray(1.0 + rng.normal(size=(20, 1))), 0.2
+    mixed = pb.mix(pb.field(Pa), pb.field(Pb), alpha)
+    ref = pb.field(jnp.concatenate([Pa, Pb]),
+                   jnp.concatenate([jnp.full(30, (1 - alpha) / 30), jnp.full(20, alpha / 20)]))
+    assert float(jnp.max(jnp.abs(mixed.fhat - ref.fhat))) < 1e-12
+
+
+def test_realizable_node_network_is_the_gaussian_network():
+    """σ = tanh: f(x) = E_{v∼N(m, τ)} tanh(vx) (MATH.md §1, realizable by N(m, τI)); the node network matches
+    Gauss–Hermite quadrature of it within its Monte Carlo error (antithetic nodes: SE ≤ sd_v/√(nodes/2))."""
+    m, tau, nodes = 0.9, 0.5, 20_000
+    pb = bolt.make_problem("tanh", bolt.Realizable([m], nodes=nodes), beta=1.0, tau=tau, inputs=bolt.GaussianInputs(64))
+    xs = np.array([0.5, 1.0, 2.0, 3.0])
+    got = np.asarray(pb.target_values(jnp.asarray(xs[:, None])))
+    t, wt = np.polynomial.hermite_e.hermegauss(80)
+    wt, v = wt / wt.sum(), m + np.sqrt(tau) * t
+    want = np.array([wt @ np.tanh(v * x) for x in xs])
+    sd = np.sqrt(np.array([wt @ np.tanh(v * x) ** 2 for x in xs]) - want**2)
+    assert_close_z(got, want, sd / np.sqrt(nodes / 2), 5.0, "node network")

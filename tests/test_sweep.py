@@ -299,3 +299,14 @@ def test_lazy_training_port_reproduces_run_py(tmp_path):
         assert x.keys() == y.keys()
         for k in x:
             assert x[k] == pytest.approx(y[k], rel=1e-9, abs=1e-12), k
+
+
+def test_loglog_fit_without_errors_is_ols_with_n_minus_2_degrees_of_freedom():
+    """Without standard errors the fit is OLS of log y on log x: slope and slope SE are scipy's linregress's."""
+    from scipy.stats import linregress
+
+    x = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    y = 3 * x**-1.0 * np.exp(np.array([0.05, -0.1, 0.02, 0.08, -0.04, 0.03]))
+    got, ref = loglog_fit(x, y), linregress(np.log(x), np.log(y))
+    assert got["slope"] == pytest.approx(ref.slope, abs=1e-12)
+    assert got["slope_se"] == pytest.approx(ref.stderr, abs=1e-12)

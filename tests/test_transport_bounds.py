@@ -190,3 +190,142 @@ def test_bounds_compute_w2_for_a_summary_without_it(grid_solution):
     for name in ("w2_bound", "talagrand"):
         assert (old_b[name].lhs, old_b[name].rhs, old_b[name].estimator) == \
             (new_b[name].lhs, new_b[name].rhs, new_b[name].estimator), name
+
+
+# --- maps and bounds: constants the tests above could not see (planted one-line bugs that survived them) ---
+
+
+def _erf_d1(beta=2.0, tau=0.5):
+    return bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=beta, tau=tau)
+
+
+def test_barycentric_map_of_a_weighted_source_is_the_identity_on_itself():
+    """x = y with weights (1/4, 3/4): the exact plan is diagonal and T(x_i) = (P y)_i / (P 1)_i = x_i."""
+    x, w = np.array([[0.0], [1.0]]), np.array([0.25, 0.75])
+    np.testing.assert_allclose(barycentric_map(x, x, w, w), x, atol=1e-12)
+
+
+def test_entropic_map_carries_the_source_mean_to_the_target_mean():
+    """The entropic plan's second marginal is the target, so mean_i T(x_i) = mean_j y_j up to Sinkhorn's
+    tolerance — only when the map is evaluated at the ε its potentials were solved for (OTT's cost is
+    |x − y|², twice bolt's ½|x − y|²)."""
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 2))
+    y = np.column_stack([rng.exponential(1.0, 300), 0.5 * rng.normal(size=300) + 0.3 * rng.normal(size=300) ** 2])
+    for eps in (0.5, 1.0):
+        Tx = np.asarray(entropic_map(x, y, eps)(jnp.asarray(x)))
+        assert np.max(np.abs(Tx.mean(0) - y.mean(0))) < 1e-4, eps
+
+
+def test_lazy_training_measures_each_particle_and_the_function_change():
+    """T(W) = W + (3, 4): every |T(W_i) − W_i| = 5; ‖f̂(·; T(W)) − f̂(·; W)‖² is 0 for T = id and the L²(π)
+    quadratic form of µ̂_T − µ̂_W (kernel means) for a shift."""
+    import jax.numpy as jnp
+
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.0, 0.0]], [1.0]), beta=1.0, tau=0.5)
+    W = np.random.default_rng(0).normal(size=(7, 2))
+    lz = lazy_training(pb, W, W + np.array([3.0, 4.0]))
+    assert lz["max_displacement"] == pytest.approx(5.0, abs=1e-12)
+    assert lz["mean_displacement"] == pytest.approx(5.0, abs=1e-12)
+    W = 0.7 * np.random.default_rng(1).normal(size=(50, 2))
+    assert abs(lazy_training(pb, W, W)["function_change_sq"]) < 1e-12
+    TW = W + 0.3
+    K = lambda a, b: np.asarray(pb.kernel(jnp.asarray(a), jnp.asarray(b))).mean()  # noqa: E731
+    want = K(TW, TW) - 2 * K(TW, W) + K(W, W)
+    assert lazy_training(pb, W, TW)["function_change_sq"] == pytest.approx(want, rel=1e-10, abs=1e-12)
+
+
+def test_oracle_rhs_se_is_calibrated_over_keys():
+    """ν = N(0.3, 0.4) fixed: the oracle's right side R̂(ν) + c·KL(ν) varies over keys only through the
+    U-statistic R̂(ν), whose influence is 2Ψ; Var over R = 300 keys / mean rhs_se² has sd √(2/(R − 1))."""
+    from bolt.bounds import oracle_inequality
+
+    pb, R = _erf_d1(), 300
+    out = [oracle_inequality(jax.random.PRNGKey(r), pb, 0.2, 0.0, 0.1, 0.0, np.array([0.3]), np.array([[0.4]]), n=500)
+           for r in range(R)]
+    ratio = np.var([o.rhs for o in out], ddof=1) / np.mean([o.rhs_se**2 for o in out])
+    assert abs(ratio - 1) < 4 * np.sqrt(2 / (R - 1)), ratio
+
+
+def test_oracle_lhs_se_carries_the_kl_factor():
+    """lhs = R + (2τ/β)KL, so lhs_se = hypot(R_se, (2τ/β) KL_se): at β = 2, τ = 0.5, hypot(0.03, 0.5·0.1)."""
+    from bolt.bounds import oracle_inequality
+
+    ob = oracle_inequality(jax.random.PRNGKey(0), _erf_d1(), 0.2, 0.03, 0.1, 0.1, np.array([0.3]), np.array([[0.4]]),
+                           n=200)
+    assert ob.lhs_se == pytest.approx(np.hypot(0.03, 0.5 * 0.1), rel=1e-12)
+
+
+def test_corollary_se_is_the_sample_sd_over_sqrt_r():
+    from bolt.bounds import corollary
+
+    disp = np.array([1.0, 1.1, 1.2, 1.3])
+    reps = [{"max_displacement": d, "risk_transported": 0.25, "function_change_sq": 0.04, "mean_displacement": 0.5}
+            for d in disp]
+    a = {v.name: v for v in corollary(_erf_d1(), reps, risk_star=0.16, n=100, l_sigma=2.0)}["corollary_a"]
+    assert a.lhs_se == pytest.approx((disp / a.rhs).std(ddof=1) / 2, rel=1e-12)
+
+
+def _bounds_stub_summary(ess=None):
+    return {"ess": ess, "kl": 0.2, "kl_se": 0.0, "risk": 0.1, "risk_se": 0.0, "mean": [0.0], "covariance": [[1.0]],
+            "w2_squared_to_prior": 0.1, "w2_squared_to_prior_se": 0.0, "w2_estimator": "stub"}
+
+
+@pytest.fixture
+def bounds_without_maurey_and_oracle(monkeypatch):
+    """evaluate_bounds with the (slow, unrelated) Maurey and oracle checks replaced by empty verdicts."""
+    import bolt.bounds as B
+
+    nan = float("nan")
+    monkeypatch.setattr(B, "maurey", lambda *a, **k: [B.verdict("maurey_identity", nan, nan),
+                                                      B.verdict("maurey_slope", nan, nan)])
+    monkeypatch.setattr(B, "oracle_inequality", lambda *a, **k: B.verdict("oracle", nan, nan))
+    return B
+
+
+def test_kl_bound_rhs_se_is_calibrated_on_exact_draws(bounds_without_maurey_and_oracle):
+    """iid exact draws (n = 400, ESS = n) of the d = 1 grid µ*: over 40 replications the z-scores of
+    kl_bound's right side (β²/(2τ)·E|∇Ψ|²) against the grid's exact value have sd ≈ 1 (the sd of 40 z's has
+    sd ≈ 0.11) and mean ≈ 0."""
+    from bolt.testing import exact_gibbs_draws
+
+    B = bounds_without_maurey_and_oracle
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=1.5, tau=0.5)
+    res = solve(pb, "grid", grid_points=401)
+    name = lambda out: {b.name: b for b in out}["kl_bound"]  # noqa: E731
+    truth = name(B.evaluate_bounds(jax.random.PRNGKey(0), pb, res.particles, res.weights, _bounds_stub_summary(),
+                                   grid=True, field=res.field, transport_draws=50, transport_reps=2)).rhs
+    psi_min = float(np.min(pb.psi_field(res.particles, res.field)))
+    z = []
+    for r in range(40):
+        x = exact_gibbs_draws(np.random.default_rng(r), pb, res.field, 400, psi_min)
+        kb = name(B.evaluate_bounds(jax.random.PRNGKey(r), pb, x, np.full(400, 1 / 400),
+                                    _bounds_stub_summary(ess=400.0), field=res.field, transport_draws=50,
+                                    transport_reps=2))
+        z.append((kb.rhs - truth) / kb.rhs_se)
+    assert 0.6 < np.std(z, ddof=1) < 1.6 and abs(np.mean(z)) < 4 / np.sqrt(40), z
+
+
+def test_corollary_transports_draws_of_the_prior(bounds_without_maurey_and_oracle):
+    """µ = N(0, 1) on a fine grid, τ = 0.25: the exact map γ_τ → µ is T(x) = 2x, so |T(W_i) − W_i| = |W_i| and
+    the largest of N = 1000 draws of γ_τ is √τ·M, M the largest of 1000 |N(0, 1)| (E M and sd M by
+    quadrature); the mean over 16 replications is √τ E M within 5 sd/√16."""
+    from scipy import integrate
+    from scipy.stats import norm
+
+    B = bounds_without_maurey_and_oracle
+    tau, n, reps = 0.25, 1000, 16
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=1.0, tau=tau)
+    z = np.linspace(-8, 8, 4001)
+    w = np.exp(-0.5 * z**2)
+    out = {b.name: b for b in B.evaluate_bounds(jax.random.PRNGKey(3), pb, z[:, None], w / w.sum(),
+                                                _bounds_stub_summary(), grid=True, transport_draws=n,
+                                                transport_reps=reps)}
+    got = out["corollary_a"].lhs * out["corollary_a"].rhs  # the mean over reps of max_i |T(W_i) − W_i|
+    tail = lambda x: 1 - (2 * norm.cdf(x) - 1) ** n  # noqa: E731  P(M > x)
+    em = integrate.quad(tail, 0, 12, limit=200)[0]
+    em2 = integrate.quad(lambda x: 2 * x * tail(x), 0, 12, limit=200)[0]
+    sd = np.sqrt(tau) * np.sqrt(em2 - em**2) / np.sqrt(reps)
+    assert abs(got - np.sqrt(tau) * em) < 5 * sd, (got, np.sqrt(tau) * em, sd)
