@@ -375,3 +375,9 @@ def test_realizable_node_network_is_the_gaussian_network():
     want = np.array([wt @ np.tanh(v * x) for x in xs])
     sd = np.sqrt(np.array([wt @ np.tanh(v * x) ** 2 for x in xs]) - want**2)
     assert_close_z(got, want, sd / np.sqrt(nodes / 2), 5.0, "node network")
+
+
+def test_teacher_default_coefficients_are_one_over_the_number_of_units():
+    """f = (1/m) Σ_k σ(x; v_k) for m teacher rows, whatever the dimension d."""
+    for m, d in ((2, 3), (3, 2)):
+        np.testing.assert_allclose(np.asarray(bolt.Teacher(np.ones((m, d))).coefficients), 1.0 / m)

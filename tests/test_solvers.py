@@ -649,3 +649,14 @@ def test_bridge_sampling_reference_variance_is_calibrated(pb1, grid1):
     out = [log_z_bridge(jax.random.PRNGKey(1000 + r), pb1, g.field, draws, n=2000) for r in range(400)]
     ratio = np.var([o.value for o in out], ddof=1) / np.mean([o.reference_var for o in out])
     assert abs(ratio - 1) < 4 * np.sqrt(2 / 399), ratio
+
+
+def test_batch_means_variance_of_a_mean_is_unbiased():
+    """iid draws in 25 chains of 8: the batch-means variance of the mean has expectation σ²/n exactly (its
+    ddof = 1 over the chains); the mean of n·Var over 20 000 replications within 4 of its SEs of 1."""
+    from bolt.gibbs.stopping import _var_of_mean
+
+    chains, per, R = 25, 8, 20_000
+    x = jax.random.normal(jax.random.PRNGKey(5), (R, chains * per))
+    v = np.asarray(jax.vmap(lambda r: _var_of_mean(r, chains, 20))(x)) * (chains * per)
+    assert abs(v.mean() - 1) < 4 * v.std(ddof=1) / np.sqrt(R), v.mean()
