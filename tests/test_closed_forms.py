@@ -386,18 +386,54 @@ def test_ksd_score_noise_terms_are_the_exact_change_of_the_statistic(d):
         np.testing.assert_allclose(got, want, rtol=1e-10)
 
 
-def _ksd2(X, S, c=1.0, beta=-0.5):
-    """The signed U-statistic KSD² (vectorised form of :func:`_stein_kernel_sum`, numpy float64)."""
+def _stein_matrix(X, S, c=1.0, beta=-0.5):
+    """The full Stein matrix k_p(x_i, x_j), diagonal included (vectorised form of the terms of
+    :func:`_stein_kernel_sum`, numpy float64)."""
     X, S = np.asarray(X, np.float64), np.asarray(S, np.float64)
-    n, d = X.shape
+    d = X.shape[1]
     R = X[:, None, :] - X[None, :, :]
     r2 = np.sum(R * R, -1)
     u = c * c + r2
     gx = 2 * beta * u[..., None] ** (beta - 1) * R  # ∇_x k
-    kp = ((S @ S.T) * u**beta - np.einsum("id,ijd->ij", S, gx) + np.einsum("jd,ijd->ij", S, gx)
-          - 2 * beta * d * u ** (beta - 1) - 4 * beta * (beta - 1) * r2 * u ** (beta - 2))
-    np.fill_diagonal(kp, 0.0)
-    return kp.sum() / (n * (n - 1))
+    return ((S @ S.T) * u**beta - np.einsum("id,ijd->ij", S, gx) + np.einsum("jd,ijd->ij", S, gx)
+            - 2 * beta * d * u ** (beta - 1) - 4 * beta * (beta - 1) * r2 * u ** (beta - 2))
+
+
+def _ksd2(X, S, c=1.0, beta=-0.5):
+    """The signed U-statistic KSD² (the off-diagonal mean of :func:`_stein_matrix`)."""
+    kp = _stein_matrix(X, S, c, beta)
+    n = len(kp)
+    return (kp.sum() - np.trace(kp)) / (n * (n - 1))
+
+
+def test_ksd_v_statistic_keeps_the_diagonal():
+    """``unbiased=False`` is the V-statistic Σ_{i,j} k_p(x_i, x_j)/n², diagonal included."""
+    rng = np.random.default_rng(1)
+    for d in (1, 3):
+        X = rng.standard_normal((40, d))
+        for S in (-X / 2.0, -X + 0.8):
+            ref = np.sqrt(max(_stein_matrix(X, S).sum() / 40**2, 0.0))
+            assert float(ksd(jnp.asarray(X), jnp.asarray(S), unbiased=False)) == pytest.approx(ref, rel=1e-10)
+
+
+def test_ksd_test_p_value_and_floor_against_a_brute_force_bootstrap():
+    """With the same multipliers: T the U-statistic, B_b = εᵇᵀK₀εᵇ/(n(n − 1)) (K₀ without its diagonal),
+    p = (1 + #{B ≥ T})/(n_boot + 1) and the floor the 95 % quantile of B."""
+    from bolt.estimators.ksd import block_multipliers, ksd_test
+
+    rng = np.random.default_rng(2)
+    n, nb = 30, 199
+    for i, score in enumerate((lambda X: -X, lambda X: -X / 2.0, lambda X: -X + 0.3)):
+        X = rng.standard_normal((n, 2))
+        S = score(X)
+        key = jax.random.PRNGKey(10 + i)
+        out = ksd_test(key, jnp.asarray(X), jnp.asarray(S), n_boot=nb)
+        E = np.asarray(block_multipliers(key, n, nb, dtype=jnp.float64))
+        K = _stein_matrix(X, S)
+        np.fill_diagonal(K, 0.0)
+        boot = np.einsum("ib,ij,jb->b", E, K, E) / (n * (n - 1))
+        assert float(out.p_value) == pytest.approx((1 + np.sum(boot >= _ksd2(X, S))) / (nb + 1), abs=1e-12)
+        assert float(out.floor) == pytest.approx(np.quantile(boot, 0.95), rel=1e-8)
 
 
 @pytest.mark.statistical

@@ -375,50 +375,6 @@ def test_degenerate_variance_matches_the_linear_unit_closed_form():
     assert abs(np.mean(ratios) - 1) < 0.15, ratios
 
 
-def _imq_stein_matrix(X, S, c=1.0, beta=-0.5):
-    """The full Stein matrix k_p(x_i, x_j) of the IMQ kernel (c² + |x − y|²)^β, diagonal included, in NumPy."""
-    d = X.shape[1]
-    R = X[:, None, :] - X[None, :, :]
-    r2 = np.sum(R * R, -1)
-    u = c * c + r2
-    gx = 2 * beta * u[..., None] ** (beta - 1) * R
-    return ((S @ S.T) * u**beta - np.einsum("id,ijd->ij", S, gx) + np.einsum("jd,ijd->ij", S, gx)
-            - 2 * beta * d * u ** (beta - 1) - 4 * beta * (beta - 1) * r2 * u ** (beta - 2))
-
-
-def test_ksd_v_statistic_keeps_the_diagonal():
-    """``unbiased=False`` is the V-statistic Σ_{i,j} k_p(x_i, x_j)/n², diagonal included."""
-    from bolt.estimators.ksd import ksd
-
-    rng = np.random.default_rng(1)
-    for d in (1, 3):
-        X = rng.standard_normal((40, d))
-        for S in (-X / 2.0, -X + 0.8):
-            ref = np.sqrt(max(_imq_stein_matrix(X, S).sum() / 40**2, 0.0))
-            assert float(ksd(jnp.asarray(X), jnp.asarray(S), unbiased=False)) == pytest.approx(ref, rel=1e-10)
-
-
-def test_ksd_test_p_value_and_floor_against_a_brute_force_bootstrap():
-    """With the same multipliers: T the U-statistic, B_b = εᵇᵀK₀εᵇ/(n(n − 1)) (K₀ without its diagonal),
-    p = (1 + #{B ≥ T})/(n_boot + 1) and the floor the 95 % quantile of B."""
-    from bolt.estimators.ksd import block_multipliers
-
-    rng = np.random.default_rng(2)
-    n, nb = 30, 199
-    for i, score in enumerate((lambda X: -X, lambda X: -X / 2.0, lambda X: -X + 0.3)):
-        X = rng.standard_normal((n, 2))
-        S = score(X)
-        key = jax.random.PRNGKey(10 + i)
-        out = ksd_test(key, jnp.asarray(X), jnp.asarray(S), n_boot=nb)
-        E = np.asarray(block_multipliers(key, n, nb, dtype=jnp.float64))
-        K = _imq_stein_matrix(X, S)
-        np.fill_diagonal(K, 0.0)
-        t = K.sum() / (n * (n - 1))
-        boot = np.einsum("ib,ij,jb->b", E, K, E) / (n * (n - 1))
-        assert float(out.p_value) == pytest.approx((1 + np.sum(boot >= t)) / (nb + 1), abs=1e-12)
-        assert float(out.floor) == pytest.approx(np.quantile(boot, 0.95), rel=1e-8)
-
-
 def test_default_degree_is_the_highest_up_to_three_whose_monomials_fit():
     """The highest degree in 1..3 whose monomials (1 ≤ |α| ≤ deg) number at most min(40, n/80)."""
     import itertools

@@ -125,7 +125,7 @@ def w2_fields(key, problem: Problem, result: SolveResult, ess: float) -> dict:
     from bolt.transport.w2 import w2_to_prior
 
     w2 = w2_to_prior(jax.random.split(key)[1], result.particles, result.weights, problem.tau,
-               grid=result.method == "grid", ess=ess)
+                     grid=result.method == "grid", ess=ess)
     return {"w2_squared_to_prior": float(w2.w2_squared), "w2_squared_to_prior_se": float(w2.se),
             "w2_estimator": w2.estimator}
 
