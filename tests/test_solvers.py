@@ -307,6 +307,37 @@ def test_drift_variance_of_a_mean_for_few_autocorrelated_chains():
         assert abs(v.mean() / want - 1) < 0.1, (rho, v.mean() / want)
 
 
+def test_autocorrelation_time_is_stans_as_arviz_computes_it():
+    """The drift test's integrated autocorrelation time is Stan's: chains × draws over ArviZ's
+    effective sample size of the same chains unsplit (``arviz.stats.diagnostics._ess``, what
+    ``ess(method="mean")`` applies after splitting), to rounding, on AR(1) chains from 4 draws to
+    2000, positively and negatively correlated, one chain or several with different means — the
+    short ones reach every branch of Geyer's sequence: a first non-positive pair with a positive
+    even term, running out of lags with positive pairs, the 1/log10 floor — and on constant draws."""
+    from arviz.stats.diagnostics import _ess
+
+    from bolt.gibbs.stopping import _autocorrelation_time
+
+    rng = np.random.default_rng(3)
+    cases = [(4, 2000, 0.8), (1, 50, 0.5), (3, 7, 0.0), (2, 5, 0.3), (4, 100, -0.6), (1, 11, 0.95),
+             (8, 30, 0.2), (2, 4, 0.0), (5, 13, 0.99)]
+    for chains, per, phi in cases:
+        for _ in range(20):
+            e = rng.standard_normal((chains, per))
+            x = np.empty_like(e)
+            x[:, 0] = e[:, 0]
+            for t in range(1, per):
+                x[:, t] = phi * x[:, t - 1] + e[:, t]
+            x += 0.3 * rng.standard_normal((chains, 1))
+            want = chains * per / _ess(x)
+            assert float(_autocorrelation_time(jnp.asarray(x))) == pytest.approx(want, rel=1e-10), (chains, per, phi)
+    # constructed: both of Stan's pairs positive (1.16, 0.22) with a negative even term (−0.11), which
+    # Stan keeps when it runs out of lags (τ = 1.21 against 1.32 without it, above the floor 0.93)
+    x = np.array([[0.0, 0, 0, 0, 0, 1], [0, 2, 2, 0, 0, 2]])
+    assert float(_autocorrelation_time(jnp.asarray(x))) == pytest.approx(12 / _ess(x), rel=1e-10)
+    assert float(_autocorrelation_time(jnp.ones((3, 20)))) == 1.0
+
+
 def test_field_weights_sq_is_that_of_the_mixed_buffer(pb1):
     """Σ a_i² of Picard's field after k damped updates, against the buffer Problem.mix builds (µ_0's
     copies of one prior block counted as one block), and the closed form on the expectation route."""

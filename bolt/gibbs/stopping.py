@@ -118,8 +118,11 @@ def _var_of_mean(values, chains: int, min_blocks: int):
 
 
 def _autocorrelation_time(x):
-    """Integrated autocorrelation time of chains ``x`` ``(chains, draws)`` (Geyer's initial monotone
-    positive sequence on Stan's multi-chain autocorrelation; at least 1/log10(draws), as Stan)."""
+    """Integrated autocorrelation time of chains ``x`` ``(chains, draws)``: Stan's (and ArviZ's
+    ``ess(method="mean")`` before its chain split) — the multi-chain autocorrelation
+    ``ρ_t = 1 − (W − acov_t)/var⁺`` with ``ρ_0 = 1``, summed in pairs by Geyer's initial monotone
+    positive sequence, plus the even term of the first non-positive pair when it is positive, and at
+    least 1/log10(draws). Jittable: the sequence's stopping point is found by masks, not a loop."""
     chains, per = x.shape
     xc = x - jnp.mean(x, 1, keepdims=True)
     m = 1 << (2 * per - 1).bit_length()
@@ -127,12 +130,20 @@ def _autocorrelation_time(x):
     acov = jnp.mean(jnp.fft.irfft(f * jnp.conj(f), n=m, axis=1)[:, :per], 0) / per
     within = acov[0] * per / (per - 1.0)
     var_plus = acov[0] + (jnp.var(jnp.mean(x, 1), ddof=1) if chains > 1 else 0.0)
-    rho = 1.0 - (within - acov) / var_plus
-    k = per // 2
-    pairs = rho[: 2 * k].reshape(k, 2).sum(1)
-    keep = jnp.cumprod(pairs > 0)
-    pairs = jax.lax.cummin(jnp.where(keep > 0, pairs, 0.0))
-    return jnp.maximum(-1.0 + 2.0 * jnp.sum(pairs * keep), 1.0 / math.log10(chains * per))
+    rho = (1.0 - (within - acov) / var_plus).at[0].set(1.0)
+    J = max((per - 1) // 2, 1)  # the pairs (ρ_2j, ρ_2j+1) Stan looks at: j = 0 and 2j ≤ per − 3
+    pairs = rho[: 2 * J].reshape(J, 2).sum(1)
+    j = jnp.arange(J)
+    # L: the first pair that is not positive (Stan stops there), or the last one
+    last = jnp.min(jnp.where((pairs <= 0) | (j == J - 1), j, J - 1))
+    mono = jax.lax.cummin(pairs)  # the initial monotone sequence: each pair at most the one before
+    even = rho[2 * last]
+    # the first non-positive pair's even term is added when positive; a pair Stan kept (its sum ≥ 0,
+    # reached when it ran out of lags) adds it whatever its sign
+    extra = jnp.where((even > 0) | ((last >= 1) & (pairs[last] >= 0)), even, 0.0)
+    tau = -1.0 + 2.0 * jnp.sum(jnp.where(j < last, mono, 0.0)) + extra
+    tau = jnp.maximum(tau, 1.0 / math.log10(chains * per))
+    return jnp.where(var_plus > 0, tau, 1.0)  # constant draws: ArviZ's ESS is their number
 
 
 def field_drift_test(problem: Problem, chain_draws, field: Field, field_weights_sq, *, cv_degree: int = 0,
