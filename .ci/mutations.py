@@ -13,6 +13,9 @@ one imported, and runs ``python -m pytest -q -x -p no:cacheprovider <tests>`` th
 - any other exit (usage error, collection error, no test selected, interrupted) or a timeout:
   **error**, never counted as caught.
 
+The runs share one JAX compilation cache (``BOLT_CACHE_DIR``, a temporary directory unless set): a
+mutated traced computation lowers to a different program, which is a different cache key.
+
 Before the mutations, the union of their tests runs once on the unmutated copy and must pass
 (otherwise a "caught" would mean nothing); ``--no-baseline`` skips it.
 
@@ -266,6 +269,10 @@ def main(argv=None) -> int:
     jobs = max(1, min(a.jobs, len(selected)))
     t_start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mutations-") as tmp:
+        # one compilation cache for every run (the tests would each start an empty one): a mutation that
+        # changes a traced computation changes its program, hence its cache key, so a hit is always the
+        # program the mutated code would compile
+        os.environ.setdefault("BOLT_CACHE_DIR", str(Path(tmp) / "jax-cache"))
         copies = [Path(tmp) / f"copy{j}" for j in range(jobs)]
         for c in copies:
             c.mkdir()
