@@ -699,3 +699,29 @@ def test_endpoint_risk_and_cost_standard_errors_are_calibrated():
     J, J_se, R, R_se = np.asarray(rows).T
     for name, v, se in (("J", J, J_se), ("endpoint risk", R, R_se)):
         assert 0.8 < np.std(v, ddof=1) / np.mean(se) < 1.25, name
+
+
+def test_bridge_checks_zero_control_cost_and_marginal_z_scores():
+    """``bridge_checks`` reports J(0) = (β/2) R(γ_τ) with R(γ_τ) = R0 = (2/π) arcsin(2|v|²/(1 + 2|v|²)) for the
+    one-unit erf teacher (odd σ: the prior's network is ≡ 0), to round-off; and each marginal's mean z-score is
+    the standard error scale (x̄_t − t m)/sqrt(diag(t²C + τ t(1 − t))/n) with the bridge moments from the
+    summary's mean and covariance (MATH.md §4, marginals) — not the sd scale, √n times smaller."""
+    from bolt.dynamics.bridge import MARGINAL_TIMES, bridge_checks
+    from bolt.solve import solve
+
+    v, beta, tau, n = 1.5, 1.5, 0.5, 200
+    pb = bolt.make_problem("erf", bolt.Teacher([[v]], [1.0]), beta=beta, tau=tau)
+    res = solve(pb, "grid", grid_points=101)
+    P, w = np.asarray(res.particles), np.asarray(res.weights)
+    mean = w @ P
+    cov = ((P - mean) * w[:, None]).T @ (P - mean)
+    summary = {"kl": 0.1, "kl_se": 0.0, "free_energy": 0.2, "free_energy_se": 0.0, "mean": mean, "covariance": cov}
+    out, _ = bridge_checks(jax.random.PRNGKey(0), pb, P, w, summary, n=n, steps=10, drift="samples", grid=True,
+                           null_reps=2, progress_bar=False)
+    r0 = (2 / np.pi) * np.arcsin(2 * v * v / (1 + 2 * v * v))
+    assert out["J_zero_control"] == pytest.approx(0.5 * beta * r0, rel=1e-10)
+    for mc, t in zip(out["marginal_checks"], MARGINAL_TIMES):
+        var = t * t * cov[0, 0] + tau * t * (1 - t)
+        assert mc["bridge_mean"][0] == pytest.approx(t * mean[0], abs=1e-12)
+        z = (mc["sde_mean"][0] - t * mean[0]) / np.sqrt(var / n)
+        assert mc["mean_z"][0] == pytest.approx(z, rel=1e-8, abs=1e-12)

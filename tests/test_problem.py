@@ -381,3 +381,37 @@ def test_teacher_default_coefficients_are_one_over_the_number_of_units():
     """f = (1/m) Σ_k σ(x; v_k) for m teacher rows, whatever the dimension d."""
     for m, d in ((2, 3), (3, 2)):
         np.testing.assert_allclose(np.asarray(bolt.Teacher(np.ones((m, d))).coefficients), 1.0 / m)
+
+
+def test_expectation_route_ftilde_kernel_and_r0_are_sample_averages():
+    """On the expectation route π is the fixed sample X (n = 256): f̃(w) = −(1/n) Σ_j Y_j σ(X_j; w),
+    K(w, v) = (1/n) Σ_j σ(X_j; w) σ(X_j; v) and R0 = (1/n) Σ_j Y_j² exactly (numpy sums, to round-off)."""
+    pb = make_problem("tanh", Teacher([[1.0, -0.5]], [1.0]), beta=1.0, tau=0.5, inputs=SampleInputs(256))
+    X, Y = np.asarray(pb.X, np.float64), np.asarray(pb.Y, np.float64)
+    W, V = np.asarray(_points(31, 5, 2)), np.asarray(_points(32, 3, 2))
+    n = X.shape[0]
+    np.testing.assert_allclose(pb.ftilde(jnp.asarray(W)), -(np.tanh(X @ W.T).T @ Y) / n, rtol=1e-12)
+    np.testing.assert_allclose(pb.kernel(jnp.asarray(W), jnp.asarray(V)), np.tanh(X @ W.T).T @ np.tanh(X @ V.T) / n,
+                               rtol=1e-12)
+    np.testing.assert_allclose(float(pb.R0()), np.mean(Y * Y), rtol=1e-12)
+
+
+def test_risk_at_prior_of_a_non_odd_unit_matches_the_closed_form():
+    """σ(x; w) = cos⟨w, x⟩ (not odd), f = 0: f̂(x; γ_τ) = E cos⟨W, x⟩ = exp(−τ|x|²/2), so
+    R(γ_τ) = (1/n_x) Σ_j exp(−τ|X_j|²) over the problem's fixed sample. ``risk_at_prior`` is a U-statistic over
+    4096 prior draws; its SE is 2 sd(h)/√4096 with h(w) = ∫K(w, v) γ_τ(dv) = (1/n_x) Σ_j cos⟨w, X_j⟩
+    exp(−τ|X_j|²/2) (Hoeffding), sd(h) measured on 4096 independent draws. Within 5 SE; draws of
+    N(0, τ²I) (τ = 0.3) would give (1/n_x) Σ_j exp(−τ²|X_j|²), many SE away."""
+    cos = bolt.custom_activation(lambda x, w: jnp.cos(x @ w), "cos")
+    tau = 0.3
+    pb = make_problem(cos, bolt.CallableTarget(lambda x: 0.0 * x[0]), dim=2, beta=1.0, tau=tau,
+                      inputs=SampleInputs(512))
+    X = np.asarray(pb.X, np.float64)
+    sq = np.sum(X * X, 1)
+    exact = np.mean(np.exp(-tau * sq))
+    Wd = np.sqrt(tau) * np.asarray(jax.random.normal(jax.random.PRNGKey(5), (4096, 2)), np.float64)
+    h = np.cos(Wd @ X.T) @ np.exp(-tau * sq / 2) / len(X)
+    se = 2 * h.std(ddof=1) / np.sqrt(4096)
+    got = pb.risk_at_prior()
+    assert_close_z(got, exact, se, 5.0, "R(gamma_tau) of a non-odd unit")
+    assert abs(np.mean(np.exp(-tau * tau * sq)) - exact) > 20 * se  # power: τ² for τ is far outside

@@ -461,3 +461,80 @@ def test_init_draws_the_prior():
     W = np.asarray(init(jax.random.PRNGKey(0), 20_000, 2, tau).particles)
     assert_close_z(W.var(0, ddof=1), tau, tau * np.sqrt(2 / (len(W) - 1)), 5.0, "variance")
     assert_close_z(W.mean(0), 0.0, np.sqrt(tau / len(W)), 5.0, "mean")
+
+
+def test_input_sampler_draws_every_data_row_uniformly():
+    """Data problems: ``input_sampler`` draws rows uniformly with replacement from all n rows (π is the
+    empirical law): with n = 3 rows and 30 000 draws each row's frequency is 1/3 within 5 binomial SE
+    (sqrt((1/3)(2/3)/30 000) ≈ 0.0027); a sampler that never reaches the last row gives it frequency 0."""
+    from bolt.dynamics.sgd import input_sampler
+
+    X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, -1.0]])
+    Y = np.array([0.5, -0.5, 1.5])
+    pb = bolt.make_problem("erf", inputs=bolt.DataInputs(X, Y), beta=0.5, tau=0.2)
+    B = 30_000
+    Xs, Ys = input_sampler(pb)(jax.random.PRNGKey(3), B)
+    rows = np.asarray(Xs)[:, 0].round().astype(int)  # the first coordinate names the row
+    np.testing.assert_allclose(np.asarray(Ys), Y[rows])
+    freq = np.bincount(rows, minlength=3) / B
+    se = np.sqrt((1 / 3) * (2 / 3) / B)
+    assert_close_z(freq, np.full(3, 1 / 3), np.full(3, se), K, "row frequencies")
+
+
+def test_sgd_loss_is_an_unbiased_estimate_of_the_network_risk():
+    """``SGDResult.loss`` is the minibatch mean of (Y − f̂_N(X))² before the step: with a negligible step
+    (η = 1e-30, W stays W_0) its mean over 3000 fresh inputs estimates R_N(W_0) = E_π(f − f̂_N)², exact on
+    the arcsine route, within 5 SE (SE = sd of the per-step losses / √3000); ½(Y − f̂_N)² is far off."""
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.0, 0.5]], [1.0]), beta=1.0, tau=0.5)
+    n = 3000
+    res = run_sgd(jax.random.PRNGKey(0), pb, 5, n, eta=1e-30, minibatch=1, records=1, progress_bar=False)
+    exact = float(network_risk(pb, jnp.asarray(res.initial[0])))
+    loss = res.loss[0]
+    assert loss.shape == (n,)
+    m, se = loss.mean(), loss.std(ddof=1) / np.sqrt(n)
+    assert_close_z(m, exact, se, K, "mean loss vs R_N(W_0)")
+    assert abs(0.5 * m - exact) > 2 * K * se  # power: the half-squared loss is not R_N
+
+
+def test_dynamics_checks_frozen_baseline_and_end_se_follow_from_the_recorded_risks():
+    """``frozen_deviation`` is the deviation of the network that never moves, R_N(W_0) held at every record:
+    mean over repetitions of max_k |R_N(W_0) − R(µ*_{kη})|; ``sgd_risk_end_se`` is the SE of the mean final
+    risk, sd/√R over the R repetitions. Both from the raw arrays of the returned Dataset (to round-off)."""
+    from bolt.config import check_dynamics, resolve_config
+    from bolt.dynamics.tracking import dynamics_checks
+
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=0.3, tau=0.09)
+    reps = 4
+    s = check_dynamics({**resolve_config({})["dynamics"], "kind": "sgd", "particles": 4, "steps": 10,
+                        "repetitions": reps})
+    P, w = np.linspace(-1, 1, 21)[:, None], np.full(21, 1 / 21)
+    out, ds = dynamics_checks(jax.random.PRNGKey(0), pb, P, w, {"free_energy": 0.2, "free_energy_se": 0.01}, s,
+                              reference_samples=100, progress_bar=False)
+    risk, ref = np.asarray(ds["sgd_risk"]), np.asarray(ds["reference_risk"])
+    assert not np.allclose(risk[:, 0], risk[:, -1])  # the networks move, so start and end differ
+    frozen = np.mean(np.max(np.abs(risk[:, :1] - ref[None, :]), axis=1))
+    assert out["frozen_deviation"] == pytest.approx(frozen, rel=1e-12)
+    assert out["sgd_risk_end_se"] == pytest.approx(risk[:, -1].std(ddof=1) / np.sqrt(reps), rel=1e-12)
+
+
+@pytest.mark.statistical
+def test_greedy_cost_endpoint_risk_se_is_calibrated():
+    """For iid endpoints W_i ~ N(m, s²I) the cross-group U-statistic risk has influence function 2Ψ(w; ν), so its
+    SE is 2 sd(Ψ)/√n. Over 100 replications of n = 400 draws (4 groups of 100) the spread of the endpoint risk
+    matches the mean reported SE: ratio within ±35 % (the relative sd of a 100-replicate sd is 1/√198 ≈ 7 %;
+    5 of those), so an SE without the factor 2 (ratio 2) fails."""
+    from bolt.dynamics.sde import SDEResult
+    from bolt.dynamics.sgd import GreedyResult
+
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.0, 0.5]], [1.0]), beta=0.7, tau=0.3)
+    m, s, n, reps, R = np.array([0.4, -0.2]), 0.7, 400, 4, 100
+    vals, ses = [], []
+    for r in range(R):
+        W = m + s * np.asarray(jax.random.normal(jax.random.PRNGKey(r), (n, 2)), np.float64)
+        sde = SDEResult(np.array([1.0]), W[:, None, :], np.zeros(n), np.array([0.0, 1.0]),
+                        np.ones(1), np.ones(1), np.ones(1))
+        c = greedy_cost(pb, GreedyResult(np.array([1.0]), np.zeros((reps, 1)), sde))
+        vals.append(c["endpoint_risk"])
+        ses.append(c["endpoint_risk_se"])
+    ratio = np.std(vals, ddof=1) / np.mean(ses)
+    assert 0.65 < ratio < 1.35, ratio
