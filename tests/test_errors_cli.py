@@ -129,3 +129,63 @@ def test_cli_version_and_help():
     assert r.returncode == 0 and "bolt" in r.stdout
     r = _bolt("--help")
     assert r.returncode == 0 and "problem" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ({"solver": {"damping": 1.5}}, "solver.damping"),
+        ({"solver": {"damping": 0.0}}, "solver.damping"),
+        ({"regularization": {"beta": 0.0}}, "regularization.beta"),
+        ({"regularization": {"tau": 0.0}}, "regularization.tau"),
+        ({"solver": {"buffer": 1}}, "solver.buffer"),
+        ({"solver": {"tolerance": 1.0}}, "solver.tolerance"),
+        ({"output": {"target_rel_se": 1.0}}, "output.target_rel_se"),
+        ({"solver": {"horizon": float("nan")}}, "solver.horizon"),
+        ({"regularization": {"beta": float("nan")}}, "regularization.beta"),
+        ({"solver": {"final_blocks": 0}}, "solver.final_blocks"),
+        ({"solver": {"particles": 2001, "chains": 40}}, "solver.particles"),
+        ({"dynamics": {"steps": 0}}, "dynamics.steps"),
+        ({"dynamics": {"particles": 0}}, "dynamics.particles"),
+    ],
+)
+def test_config_boundaries_are_rejected_naming_the_field(raw, field):
+    """docs/config.md's ranges at their edges: damping in (0, 1], β, τ > 0, buffer ≥ 2, the fixed-point
+    test's level in (0, 1), target_rel_se in [0, 1), every number finite, final_blocks ≥ 1, Picard's
+    particles a multiple of chains, dynamics sizes ≥ 1. The admissible edge next to each is accepted."""
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        resolve_config(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [{"solver": {"damping": 1.0}}, {"solver": {"buffer": 2}}, {"solver": {"tolerance": 0.999}},
+     {"output": {"target_rel_se": 0.999}}, {"solver": {"final_blocks": 1}},
+     {"solver": {"particles": 2000, "chains": 40}}, {"dynamics": {"steps": 1, "particles": 1}}],
+)
+def test_config_admissible_edges_are_accepted(raw):
+    resolve_config(raw)
+
+
+def test_relative_data_path_is_relative_to_the_config_file(tmp_path, monkeypatch):
+    """docs/config.md: a relative ``problem.data`` is relative to the config file, not the working directory."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.csv").write_text("x,y\n1.0,2.0\n3.0,4.0\n")
+    cfgfile = tmp_path / "sub" / "c.toml"
+    cfgfile.write_text('[problem]\ninputs = "data"\ndata = "d.csv"\n[problem.target]\nkind = "data"\n')
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(cfgfile)
+    assert cfg["problem"]["data"] == str((tmp_path / "sub" / "d.csv").resolve())
+
+
+def test_data_and_target_size_edges_name_the_field(tmp_path):
+    """A CSV needs an input column besides its label; a realizable target needs >= 2 (antithetic) nodes."""
+    from bolt.problem import Realizable
+
+    f = tmp_path / "labels.csv"
+    f.write_text("y\n1.0\n2.0\n")
+    with pytest.raises(BoltError, match="needs at least one row of inputs and a label column"):
+        load_data(f)
+    with pytest.raises(BoltError, match=r"problem\.target\.nodes"):
+        Realizable([1.0, 0.0], nodes=1)
+    assert Realizable([1.0, 0.0], nodes=2).nodes == 2

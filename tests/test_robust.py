@@ -411,3 +411,67 @@ def test_checkpoint_that_does_not_fit_the_config_is_refused(tmp_path, capsys):
                                              "trace_risk": np.zeros(4)})
     rc, err = _cli(capsys, "run", "--resume", str(run))
     assert rc == 2 and _one_line(err) and "does not fit" in err and "(50, 1)" in err
+
+
+def test_config_header_hash_alone_refuses_an_edited_config(tmp_path):
+    """A run directory holding only ``config.toml`` (killed before its first checkpoint or summary) is
+    still guarded: the header's SHA-256 is compared with the file's content (docs: an edited config.toml
+    is refused by --resume, bounds, report)."""
+    from bolt.rundir import config_text, verify_run_config
+
+    cfg = resolve_config({"regularization": {"beta": 1.5}})
+    (tmp_path / "config.toml").write_text(config_text(cfg))
+    assert verify_run_config(tmp_path, "bounds") == cfg
+    (tmp_path / "config.toml").write_text(config_text(cfg).replace("beta = 1.5", "beta = 3.0"))
+    with pytest.raises(ResultsError, match="edited after the run wrote it"):
+        verify_run_config(tmp_path, "bounds")
+
+
+def test_summary_shape_check_refuses_absurd_magnitudes(tmp_path):
+    """check_summary: a result must be a finite number with |x| <= MAX_ABS_RESULT (an overflow artefact
+    otherwise); the edge value itself is accepted."""
+    from bolt.rundir import MAX_ABS_RESULT, check_summary
+
+    ok = {"solver": "grid", "converged": True, "iterations": 3, "risk": 0.1, "kl": 0.2, "log_z": -0.1,
+          "free_energy": 0.3, "residual": 0.0, "w2_squared_to_prior": 0.1, "mean": [0.0], "covariance": [[1.0]]}
+    check_summary(dict(ok, kl=MAX_ABS_RESULT), tmp_path / "summary.json")
+    with pytest.raises(ResultsError, match=r"summary\.json: kl must be a finite number"):
+        check_summary(dict(ok, kl=1e300), tmp_path / "summary.json")
+    with pytest.raises(ResultsError, match="mean must be"):
+        check_summary(dict(ok, mean=[-1e300]), tmp_path / "summary.json")
+
+
+def test_atomic_writes_get_the_umask_mode_like_a_plain_open(tmp_path):
+    """An atomic write (temp file + rename) leaves the same permissions as ``open(path, "w")`` would:
+    0o666 & ~umask, not mkstemp's private 0o600."""
+    from bolt.io import atomic_write_text, write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        write_json(tmp_path / "b.json", {"a": 1})
+        with open(tmp_path / "c.txt", "w") as fh:
+            fh.write("x")
+    finally:
+        os.umask(old)
+    want = os.stat(tmp_path / "c.txt").st_mode & 0o777
+    assert want == 0o644
+    assert os.stat(tmp_path / "a.txt").st_mode & 0o777 == want
+    assert os.stat(tmp_path / "b.json").st_mode & 0o777 == want
+
+
+def test_a_directory_with_only_config_toml_is_an_in_progress_run(tmp_path):
+    """run_state: a config or checkpoint without a summary is a run in progress (a run killed before its
+    first checkpoint), so a plain ``bolt run --out`` there is refused without --overwrite."""
+    from bolt.commands import run_state
+
+    assert run_state(tmp_path) is None
+    (tmp_path / "config.toml").write_text("# bolt\n")
+    assert run_state(tmp_path) == "in progress"
+    cfg = resolve_config({"problem": {"dim": 1, "target": {"kind": "teacher", "weights": [[1.5]],
+                                                           "coefficients": [1.0]}},
+                          "solver": {"method": "grid", "grid_points": 101},
+                          "output": {"report": False, "bounds": False}})
+    with pytest.raises(ResultsError, match="in-progress run"):
+        run_config(cfg, tmp_path, quiet=True)
+    assert (tmp_path / "config.toml").read_text() == "# bolt\n"

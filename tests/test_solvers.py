@@ -691,3 +691,24 @@ def test_batch_means_variance_of_a_mean_is_unbiased():
     x = jax.random.normal(jax.random.PRNGKey(5), (R, chains * per))
     v = np.asarray(jax.vmap(lambda r: _var_of_mean(r, chains, 20))(x)) * (chains * per)
     assert abs(v.mean() - 1) < 4 * v.std(ddof=1) / np.sqrt(R), v.mean()
+
+
+def test_mala_mean_accept_prob_is_the_mean_over_the_kept_draws():
+    """``mean_accept_prob`` follows NumPyro's HMC state: after warmup it is the running mean of
+    ``accept_prob`` over the post-warmup steps only, so at the end it equals the plain average of the
+    kept steps' acceptance probabilities (an identity up to float rounding, any seed)."""
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC
+
+    from bolt.gibbs.mala import MALA
+
+    def model():
+        numpyro.sample("x", dist.Normal(0.0, 1.0))
+
+    mc = MCMC(MALA(model, step_size=2.5, adapt_step_size=False), num_warmup=300, num_samples=400,
+              num_chains=1, progress_bar=False)
+    mc.run(jax.random.PRNGKey(0), extra_fields=("accept_prob",))
+    acc = np.asarray(mc.get_extra_fields()["accept_prob"])
+    assert len(acc) == 400 and 0.05 < acc.mean() < 0.95
+    assert float(mc.last_state.mean_accept_prob) == pytest.approx(acc.mean(), rel=1e-9)

@@ -310,3 +310,22 @@ def test_loglog_fit_without_errors_is_ols_with_n_minus_2_degrees_of_freedom():
     got, ref = loglog_fit(x, y), linregress(np.log(x), np.log(y))
     assert got["slope"] == pytest.approx(ref.slope, abs=1e-12)
     assert got["slope_se"] == pytest.approx(ref.stderr, abs=1e-12)
+
+
+def test_fit_range_includes_its_end_points():
+    """``x_min``/``x_max`` (docs/sweep.md: fit only this range) are inclusive: the fit over [0.5, 2] of
+    four β values uses exactly the three inside, as loglog_fit on them does by hand."""
+    import xarray as xr
+
+    from bolt.sweep.aggregate import fits
+
+    x = [0.25, 0.5, 1.0, 2.0]
+    spec = parse_sweep({"sweep": {"grid": {"regularization.beta": x},
+                                  "fit": [{"y": "kl", "x": "regularization.beta", "x_min": 0.5, "x_max": 2.0}]}})
+    dims = spec.dims()
+    y = np.array([1.0, 0.3, 0.5, 2.5])
+    ds = xr.Dataset({"kl": ((dims[0][0],), y)}, coords={"beta": ((dims[0][0],), np.array(x))},
+                    attrs={"params": json.dumps(spec.params), "dims": json.dumps({d: ks for d, ks in dims})})
+    (r,) = fits(spec, ds)
+    ref = loglog_fit(np.array(x[1:]), y[1:])
+    assert r["n"] == 3 and r["slope"] == pytest.approx(ref["slope"], rel=1e-12)
