@@ -243,3 +243,18 @@ def test_diagnostics_warn_below_100_ess_per_chain_and_above_rhat_1_01():
     assert 1.01 < float(az.rhat(x)) < 1.1
     warns = diagnose(az.from_dict(posterior={"w": x[:, :, None]}, dims={"w": ["w_dim"]}))["warnings"]
     assert any("R-hat" in w for w in warns), warns
+
+
+def test_low_tail_or_low_bulk_ess_alone_is_flagged():
+    """Module docstring (Vehtari et al. 2021): bulk *or* tail ESS below 100 per chain is a warning, so
+    either one alone is flagged; R-hat above 1.01 is flagged. Rows built by hand: exact thresholds."""
+    from bolt.diagnostics.summary import flag_warnings
+
+    def warns(**row):
+        r = {"variable": "w", "r_hat": 1.0, "ess_bulk": 1000.0, "ess_tail": 1000.0, **row}
+        return flag_warnings({"table": [r], "chains": 4, "divergences": 0, "bfmi": None})
+
+    assert warns() == []
+    assert any("ESS" in w for w in warns(ess_tail=399.0)) and any("ESS" in w for w in warns(ess_bulk=399.0))
+    assert warns(ess_tail=400.0, ess_bulk=400.0) == []
+    assert any("R-hat" in w for w in warns(r_hat=1.011)) and warns(r_hat=1.01) == []

@@ -475,3 +475,66 @@ def test_a_directory_with_only_config_toml_is_an_in_progress_run(tmp_path):
     with pytest.raises(ResultsError, match="in-progress run"):
         run_config(cfg, tmp_path, quiet=True)
     assert (tmp_path / "config.toml").read_text() == "# bolt\n"
+
+
+def test_range_checks_refuse_exactly_at_their_documented_boundaries():
+    """docs/config.md, 'Valid ranges': β, τ in [1e-100, 1e100]; 1e6·ε·ln n / R(γ_τ) <= β/τ and
+    θ = (β/τ)·√R(γ_τ) <= 1e-6/ε; MFLD needs >= 8 particles, Picard >= 4 draws per chain.
+    Each limit is probed a factor 1.5 (or one particle) either side of it: exact, no randomness."""
+    from bolt.config import problem_from_config
+    from bolt.resources import check_ranges
+
+    eps = 2.220446049250313e-16
+
+    def refused(words=None, **kw):
+        cfg = _grid_cfg(**kw)
+        try:
+            check_ranges(cfg, problem_from_config(cfg))
+        except ConfigError as e:
+            assert words is None or words in str(e), str(e)
+            return True
+        return False
+
+    assert refused("at least 8", solver__method="mfld", solver__particles=7)
+    assert not refused(solver__method="mfld", solver__particles=8)
+    assert refused("draws per chain", solver__method="picard-mala", solver__particles=12, solver__chains=4)
+    assert not refused(solver__method="picard-mala", solver__particles=16, solver__chains=4)
+    assert refused("outside", regularization__tau=1.5e100, regularization__beta=1.5e100)
+    assert refused("outside", regularization__tau=1e-100 / 1.5, regularization__beta=1e-100 / 1.5)
+    # a teacher of amplitude 4, so that R(γ_τ) ≈ 10 is far from 1 (√R and R are distinguishable)
+    big = {"kind": "teacher", "weights": [[1.5]], "coefficients": [4.0]}
+    cfg = _grid_cfg(problem__target=big)
+    rg = float(problem_from_config(cfg).constants()["risk_at_prior"])
+    assert rg > 5
+    tau, n = cfg["regularization"]["tau"], cfg["solver"]["logz_samples"]
+    hi = 1e-6 / eps * tau / np.sqrt(rg)  # the β at θ = 1e-6/ε
+    assert refused("exceeds", regularization__beta=1.5 * hi, problem__target=big)
+    assert not refused(regularization__beta=hi / 1.5, problem__target=big)
+    lo = 1e6 * eps * np.log(n) / rg * tau  # the β at β/τ = 1e6·ε·ln n / R(γ_τ)
+    assert refused("so small", regularization__beta=lo / 1.5, problem__target=big)
+    assert not refused(regularization__beta=1.5 * lo, problem__target=big)
+
+
+def test_memory_refusal_is_at_the_estimate_and_counts_float64_arrays(monkeypatch):
+    """check_memory refuses iff its estimate exceeds BOLT_MEMORY_LIMIT (probed at the estimate and one
+    byte below); each solver's particle entry holds at least its float64 arrays: MFLD's step holds three
+    (n, d) arrays (particles, gradient, noise),
+    Picard's (n, d) particles plus the (n·buffer, d) field atoms of a closed-form problem (8 bytes each)."""
+    from bolt.resources import check_memory, estimate_memory
+
+    cfg = _grid_cfg()
+    total = check_memory(cfg)
+    monkeypatch.setenv("BOLT_MEMORY_LIMIT", str(total))
+    assert check_memory(cfg) == total
+    monkeypatch.setenv("BOLT_MEMORY_LIMIT", str(total - 1))
+    with pytest.raises(ConfigError, match="needs an estimated"):
+        check_memory(cfg)
+    monkeypatch.delenv("BOLT_MEMORY_LIMIT")
+    n, d = 1000, 1
+    mf = _grid_cfg(solver__method="mfld", solver__particles=n)
+    part = [b for what, key, b in estimate_memory(mf) if key == "solver.particles"]
+    assert part and sum(part) >= 3 * n * d * 8, part  # W, its gradient and the noise of one step
+    pc = _grid_cfg(solver__method="picard-mala", solver__particles=n, solver__chains=4)
+    buf = pc["solver"]["buffer"]
+    part = [b for what, key, b in estimate_memory(pc) if key == "solver.particles" and what.startswith("particles")]
+    assert part and part[0] >= (n + n * buf) * d * 8, (part, buf)

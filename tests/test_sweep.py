@@ -329,3 +329,22 @@ def test_fit_range_includes_its_end_points():
     (r,) = fits(spec, ds)
     ref = loglog_fit(np.array(x[1:]), y[1:])
     assert r["n"] == 3 and r["slope"] == pytest.approx(ref["slope"], rel=1e-12)
+
+
+@pytest.mark.parametrize("body, message", [
+    ('[sweep]\n[sweep.zip]\n"regularization.beta" = [1.0, 1.0]\n"regularization.tau" = [0.5, 0.5]\n',
+     "repeated combination"),
+    ('[sweep]\nsteps = ["run", "bounds", "bounds"]\n[sweep.grid]\n"regularization.beta" = [1.0]\n',
+     "name each step once"),
+    ('[sweep]\n[sweep.grid]\nbeta = [1.0]\n', "expected a dotted config key"),
+    ('[sweep]\n[sweep.grid]\n"regularization.beta" = [1.0]\n[sweep.zip]\n"regularization.beta" = [2.0]\n',
+     "in both [sweep.grid] and [sweep.zip]"),
+])
+def test_sweep_file_refuses_points_that_would_run_twice_or_cannot_be_set(tmp_path, body, message):
+    """Documented refusals of sweep.spec (a point would run twice, a step named twice, a key that is
+    not a dotted config key, a key swept on two dimensions): each names its cause."""
+    f = tmp_path / "s.toml"
+    f.write_text(body)
+    with pytest.raises(ConfigError) as e:
+        load_sweep(f)
+    assert message in str(e.value), str(e.value)

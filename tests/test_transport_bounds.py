@@ -329,3 +329,37 @@ def test_corollary_transports_draws_of_the_prior(bounds_without_maurey_and_oracl
     em2 = integrate.quad(lambda x: 2 * x * tail(x), 0, 12, limit=200)[0]
     sd = np.sqrt(tau) * np.sqrt(em2 - em**2) / np.sqrt(reps)
     assert abs(got - np.sqrt(tau) * em) < 5 * sd, (got, np.sqrt(tau) * em, sd)
+
+
+def test_corollary_rates_are_the_documented_closed_forms():
+    """MATH.md §3 / bolt.bounds.corollary: (a) β + √(τ(ln N + ln 1/δ)), (b) √(ln(1/δ)/N),
+    (c) β + √(τ ln(1/δ)/N); each ratio is the mean of the measured values over the rate; (c)'s explicit
+    form's lhs is the mean of √function_change_sq (0.2, 0.3, 0.4: mean 0.3, sd 0.1). Exact."""
+    from bolt.bounds import corollary
+
+    beta, tau, n, delta = 2.0, 0.5, 100, 0.05
+    reps = [{"max_displacement": d, "risk_transported": 0.25, "function_change_sq": f, "mean_displacement": 0.5}
+            for d, f in ((1.0, 0.04), (1.2, 0.09), (1.1, 0.16))]
+    v = {x.name: x for x in corollary(_erf_d1(beta, tau), reps, risk_star=0.16, n=n, l_sigma=2.0, delta=delta)}
+    ld = np.log(1 / delta)
+    rates = {"corollary_a": beta + np.sqrt(tau * (np.log(n) + ld)), "corollary_b": np.sqrt(ld / n),
+             "corollary_c": beta + np.sqrt(tau * ld / n)}
+    for name, rate in rates.items():
+        assert v[name].rhs == pytest.approx(rate, rel=1e-12), name
+    assert v["corollary_a"].lhs == pytest.approx(1.1 / rates["corollary_a"], rel=1e-12)
+    # (c)'s explicit form: ‖f̂_N(T(W)) − f̂_N(W)‖ = √function_change_sq, its SE the sample sd (ddof 1) over √R
+    assert v["corollary_c_explicit"].lhs == pytest.approx(0.3, rel=1e-12)
+    assert v["corollary_c_explicit"].lhs_se == pytest.approx(0.1 / np.sqrt(3), rel=1e-12)
+
+
+def test_monotone_map_of_a_cell_centred_uniform_histogram_is_exact():
+    """µ = Uniform[0, 1] given by equal weights at the centres of 10 cells: its CDF is linear through
+    the cell edges, so T(√τ q) = Φ(q) exactly for Φ(q) in the interior cells [0.1, 0.9]
+    (a CDF drawn through the nodes instead of the edges would shift T by half a cell, 0.05)."""
+    from scipy.stats import norm
+
+    tau = 0.5
+    z = (np.arange(10) + 0.5) / 10
+    T = monotone_map_1d(tau, z[::-1], np.full(10, 0.3))  # unsorted, unnormalised weights
+    u = np.linspace(0.1, 0.9, 17)
+    np.testing.assert_allclose(T(np.sqrt(tau) * norm.ppf(u)), u, atol=1e-12)
