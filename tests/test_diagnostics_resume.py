@@ -19,6 +19,7 @@ from bolt.commands import run_config
 from bolt.config import resolve_config
 from bolt.diagnostics import diagnose
 from bolt.errors import ResultsError
+from bolt.testing import ar1_chains
 
 SMALL = {
     "problem": {"dim": 2, "target": {"kind": "teacher", "weights": [[1.5, 0.0], [0.0, 1.0]],
@@ -222,24 +223,15 @@ def test_diagnostics_flag_a_stuck_chain():
     assert max(rhats) > 1.01 and any("R-hat" in w for w in d["warnings"])
 
 
-def _ar1_chains(rng, rho, chains, draws, shift=None):
-    x = np.zeros((chains, draws))
-    e = rng.normal(size=(chains, draws)) * np.sqrt(1 - rho**2)
-    x[:, 0] = rng.normal(size=chains)
-    for t in range(1, draws):
-        x[:, t] = rho * x[:, t - 1] + e[:, t]
-    return x if shift is None else x + np.asarray(shift)[:, None]
-
-
 def test_diagnostics_warn_below_100_ess_per_chain_and_above_rhat_1_01():
     """The thresholds of Vehtari et al. (2021): bulk ESS under 100 per chain (four AR(1) chains with an ESS
     between 100 and 400 are flagged) and R-hat over 1.01 (four iid chains, one shifted by half an sd: R-hat
     ≈ 1.03, flagged)."""
-    x = _ar1_chains(np.random.default_rng(0), 0.9, 4, 1000)
+    x = ar1_chains(np.random.default_rng(0), 0.9, 4, 1000)
     assert 100 < float(az.ess(x)) < 400
     warns = diagnose(az.from_dict(posterior={"w": x[:, :, None]}, dims={"w": ["w_dim"]}))["warnings"]
     assert any("ESS" in w for w in warns), warns
-    x = _ar1_chains(np.random.default_rng(1), 0.0, 4, 4000, shift=[0.5, 0.0, 0.0, 0.0])
+    x = ar1_chains(np.random.default_rng(1), 0.0, 4, 4000, shift=[0.5, 0.0, 0.0, 0.0])
     assert 1.01 < float(az.rhat(x)) < 1.1
     warns = diagnose(az.from_dict(posterior={"w": x[:, :, None]}, dims={"w": ["w_dim"]}))["warnings"]
     assert any("R-hat" in w for w in warns), warns

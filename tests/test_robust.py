@@ -484,7 +484,7 @@ def test_range_checks_refuse_exactly_at_their_documented_boundaries():
     from bolt.config import problem_from_config
     from bolt.resources import check_ranges
 
-    eps = 2.220446049250313e-16
+    eps = np.finfo(np.float64).eps
 
     def refused(words=None, **kw):
         cfg = _grid_cfg(**kw)

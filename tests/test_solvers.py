@@ -9,7 +9,7 @@ import bolt
 from bolt.estimators import log_z_bridge, log_z_importance, log_z_monte_carlo, log_z_thermodynamic
 from bolt.estimators.summary import summarize
 from bolt.solve import solve
-from bolt.testing import exact_gibbs_draws
+from bolt.testing import ar1_chains, exact_gibbs_draws
 from bolt.transport import w2_exact
 
 # d = 1, σ = erf, Gaussian inputs, teacher erf(1.5 x): µ* is visibly tilted away from γ_τ
@@ -323,12 +323,7 @@ def test_autocorrelation_time_is_stans_as_arviz_computes_it():
              (8, 30, 0.2), (2, 4, 0.0), (5, 13, 0.99)]
     for chains, per, phi in cases:
         for _ in range(20):
-            e = rng.standard_normal((chains, per))
-            x = np.empty_like(e)
-            x[:, 0] = e[:, 0]
-            for t in range(1, per):
-                x[:, t] = phi * x[:, t - 1] + e[:, t]
-            x += 0.3 * rng.standard_normal((chains, 1))
+            x = ar1_chains(rng, phi, chains, per, shift=0.3 * rng.standard_normal(chains))
             want = chains * per / _ess(x)
             assert float(_autocorrelation_time(jnp.asarray(x))) == pytest.approx(want, rel=1e-10), (chains, per, phi)
     # constructed: both of Stan's pairs positive (1.16, 0.22) with a negative even term (−0.11), which

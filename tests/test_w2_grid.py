@@ -199,6 +199,14 @@ def test_grid_refines_a_narrow_fixed_point():
     np.testing.assert_allclose(res.mean(), ref.mean(), atol=1e-10)
 
 
+def _grid_gaussian(z, m, S):
+    """The square grid ``z × z`` and the normalised N(m, S) density at its nodes."""
+    nodes = np.stack(np.meshgrid(z, z, indexing="ij"), -1).reshape(-1, 2)
+    dz = nodes - m
+    p = np.exp(-0.5 * np.sum(dz @ np.linalg.inv(S) * dz, 1))
+    return nodes, p / p.sum()
+
+
 def test_grid_resolution_check_uses_the_smallest_posterior_sd():
     """The refinement rule looks at µ*'s smallest standard deviation (the least eigenvalue of its
     covariance): a grid density N(0, R diag(0.1², 1) Rᵀ) rotated by 30° on a 201² grid of spacing 0.05
@@ -209,10 +217,8 @@ def test_grid_resolution_check_uses_the_smallest_posterior_sd():
     c, s_ = np.cos(np.pi / 6), np.sin(np.pi / 6)
     R = np.array([[c, -s_], [s_, c]])
     S = R @ np.diag([0.1**2, 1.0]) @ R.T
-    z = np.linspace(-5, 5, 201)
-    nodes = np.stack(np.meshgrid(z, z, indexing="ij"), -1).reshape(-1, 2)
-    p = np.exp(-0.5 * np.sum(nodes @ np.linalg.inv(S) * nodes, 1))
-    assert _min_sd(nodes, p / p.sum()) == pytest.approx(0.1, rel=1e-9)
+    nodes, p = _grid_gaussian(np.linspace(-5, 5, 201), np.zeros(2), S)
+    assert _min_sd(nodes, p) == pytest.approx(0.1, rel=1e-9)
 
 
 # ------------------------------------------------------------------ W2² of the grid measure to γ_τ
@@ -289,11 +295,7 @@ def test_grid_w2_to_prior_d2_correlated_gaussian_density_matches_the_closed_form
     wrong factor or a half-cell shift moves the estimate by more than 0.05."""
     tau, m = 0.7, np.array([0.8, -0.3])
     S = np.array([[0.25, 0.3], [0.3, 0.5]])
-    z = np.linspace(-6, 6, 61)
-    nodes = np.stack(np.meshgrid(z, z, indexing="ij"), -1).reshape(-1, 2)
-    dz = nodes - m
-    p = np.exp(-0.5 * np.sum(dz @ np.linalg.inv(S) * dz, 1))
-    p /= p.sum()
+    nodes, p = _grid_gaussian(np.linspace(-6, 6, 61), m, S)
     est = w2_grid_to_prior(nodes, p, tau, key=jax.random.PRNGKey(0))
     truth = gaussian_w2_squared(m, S, tau)
     assert est.se < 0.01, est

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mean_and_se", "assert_close_z", "assert_mean_close", "loglog_slope", "exact_gibbs_draws"]
+__all__ = ["mean_and_se", "assert_close_z", "assert_mean_close", "loglog_slope", "exact_gibbs_draws",
+           "ar1_chains"]
 
 
 def mean_and_se(x, axis: int = 0):
@@ -58,3 +59,14 @@ def exact_gibbs_draws(rng, problem, fld, n: int, psi_min: float) -> np.ndarray:
         out.append(w[acc])
         have += int(acc.sum())
     return np.concatenate(out)[:n]
+
+
+def ar1_chains(rng, rho: float, chains: int, draws: int, shift=None) -> np.ndarray:
+    """Stationary AR(1) chains ``(chains, draws)`` with unit marginal variance and lag-t correlation
+    ``rho**t`` (integrated autocorrelation time ``(1 + rho)/(1 − rho)``), each moved by ``shift[c]``."""
+    x = np.zeros((chains, draws))
+    e = rng.normal(size=(chains, draws)) * np.sqrt(1 - rho**2)
+    x[:, 0] = rng.normal(size=chains)
+    for t in range(1, draws):
+        x[:, t] = rho * x[:, t - 1] + e[:, t]
+    return x if shift is None else x + np.asarray(shift)[:, None]
