@@ -79,7 +79,11 @@ def summarize(key, problem: Problem, result: SolveResult, *, logz_samples: int =
         # the U-statistic's degenerate second-order term: variance 2 E[K̄²]/(n(n−1)), K̄ the doubly
         # centred kernel; it matters once the control variates have removed most of the first-order one
         var2 = _degenerate_variance(problem, P, ess)
-        risk_se = _se(2.0 * (own - fit), ess_of, var2)
+        # 2Ψ(w; µ̂) carries µ̂'s plug-in noise (variance 4E[K̄²]/n per draw, 2·var2 in the mean): the
+        # degenerate term again, so it is removed from the series' share before var2 is added once
+        risk_series = 2.0 * (own - fit)
+        risk_var = np.var(risk_series, ddof=1) / max(ess_of(risk_series), 1.0)
+        risk_se = float(np.sqrt(max(risk_var - 2.0 * var2, 0.0) + var2))
         # F = ½R + (τ/β)KL = ½R_U − mean Ψ(·; µ_K) − (τ/β) log Z: the control variates cancel, and
         # the per-draw influence Ψ(w; µ̂) − Ψ(w; µ_K) is small because F is stationary at µ*
         f_adj = own - psi
