@@ -178,3 +178,38 @@ def test_realizable_rhs_includes_the_risk_of_the_realizing_gaussian_for_tanh():
     assert r0 > 0.003 and rr.rhs_se < 0.1 * r0, (r0, rr.rhs_se)
     assert abs(rr.rhs - (r0 + kl_term)) < 5 * rr.rhs_se, (rr.rhs, r0 + kl_term, rr.rhs_se)
     assert rr.outcome == "holds" and rr.margin_se > 2, rr
+
+
+# ----------------------------------------------------------------------------- corollary (a) in d ≥ 2
+
+@pytest.mark.statistical
+def test_corollary_a_is_inconclusive_within_the_noise_of_the_map(monkeypatch):
+    """d = 3 samples, N = 200 prior draws, 4 sets. µ* replaced by 800 draws of γ_τ itself: T = id and
+    max|T(W_i) − W_i| = 0, so the ratio is all estimation noise and must be `inconclusive` (the exact matching
+    of N prior draws to N draws reported a `rate` of ≈ 0.3). µ* = N(0, 4τI): T(x) = 2x, max_i |T(W_i) − W_i| =
+    max_i |W_i| = √τ·(max of N χ₃), E by quadrature ≈ 2.64; that is resolved (`rate`) and the estimate is within
+    two of its error bars (the map's same-law noise level ⊕ the spread over sets) of the truth."""
+    from scipy import integrate
+    from scipy.stats import chi
+
+    import bolt.bounds as B
+
+    nan = float("nan")
+    monkeypatch.setattr(B, "maurey", lambda *a, **k: [])
+    monkeypatch.setattr(B, "oracle_inequality", lambda *a, **k: B.verdict("oracle", nan, nan))
+    tau, n = 0.5, 200
+    pb = bolt.make_problem("erf", bolt.Teacher(1.5 * np.eye(3), [1.0, -0.5, 0.5]), beta=1.0, tau=tau)
+    summary = {"ess": None, "kl": 0.2, "kl_se": 0.0, "risk": 0.1, "risk_se": 0.0, "mean": [0.0] * 3,
+               "covariance": np.eye(3).tolist(), "w2_squared_to_prior": 0.1, "w2_squared_to_prior_se": 0.0,
+               "w2_estimator": "stub"}
+    truth = np.sqrt(tau) * integrate.quad(lambda x: 1 - chi.cdf(x, 3) ** n, 0, 12, limit=200)[0]
+    got = {}
+    for scale in (1.0, 2.0):
+        P = scale * np.sqrt(tau) * np.random.default_rng(7).standard_normal((4 * n, 3))
+        out = B.evaluate_bounds(jax.random.PRNGKey(7), pb, P, np.full(4 * n, 1 / (4 * n)), summary,
+                                transport_draws=n, transport_reps=4)
+        got[scale] = {b.name: b for b in out}["corollary_a"]
+    same, double = got[1.0], got[2.0]
+    assert same.outcome == "inconclusive" and "noise level of the map estimate" in same.note, same
+    assert double.outcome == "rate" and "noise level of the map estimate" in double.note, double
+    assert abs(double.lhs * double.rhs - truth) < 2 * double.lhs_se * double.rhs, (double.lhs * double.rhs, truth)
