@@ -187,7 +187,9 @@ def test_stopping_test_is_calibrated_on_draws_of_a_noisy_field():
 def test_stopping_test_is_calibrated_at_the_default_field_size():
     """Picard's default sizes: µ_k of 1000 draws (``field_size``), 2000 draws in 40 chains of 50
     (``particles``, ``chains``), β/τ = 16; 100 replications (seeds not tuned). Nominal with the field's
-    share (measured: see the report of issue 25)."""
+    share. Measured (100 replications): with it 3.0 % ± 1.7 / 8.0 % ± 2.7 rejections at 5 % / 10 %,
+    mean p 0.515 ± 0.029; without it 16 % ± 3.7 / 22 % ± 4.1, mean p 0.380. At β/τ = 3 (β = 1.5, τ = 0.5;
+    120 replications): with it 5.0 % ± 2.0 / 8.3 % ± 2.5, without it 9.2 % ± 2.6 / 10.8 % ± 2.8."""
     p = _stopping_p_values(4.0, 0.25, 1000, 40, 50, 100, 5)
     _assert_nominal(p[:, 1], "with the field's share")
 
