@@ -161,6 +161,12 @@ def cv_mean(values, features, ess_of=None) -> tuple[float, float, np.ndarray]:
     exactly, the estimate is the mean of the adjusted series ``g − hᵀĉ``, and its standard error that series'
     standard deviation over ``sqrt(ESS)`` (``ess_of`` maps a series to its effective sample size; default: its length).
 
+    Bias: for independent draws the two halves are independent and the estimate is unbiased. For
+    MCMC draws the odd and even draws of a chain are neighbours, hence correlated, so ``ĉ`` is not
+    independent of the draws it is applied to and the estimate is only *approximately* unbiased: its
+    bias is of order ``k/ESS`` (``k`` features), like that of fitting and applying on the same draws
+    but smaller, and it vanishes as the chains' autocorrelation does.
+
     Returns:
       ``(estimate, se, adjusted_values)``.
     """
@@ -169,7 +175,8 @@ def cv_mean(values, features, ess_of=None) -> tuple[float, float, np.ndarray]:
     n = len(g)
     if n >= 8 * (H.shape[1] + 1):
         # cross-fitted: the coefficients applied to one half are fitted on the other, so the
-        # estimate stays unbiased and its error is what the residuals say (fitting and applying
+        # estimate stays unbiased for independent draws (approximately for MCMC draws, whose odd and
+        # even halves are correlated) and its error is what the residuals say (fitting and applying
         # on the same draws underestimates the error several-fold for high-degree features)
         adj = np.empty(n)
         for use, fit in ((slice(0, None, 2), slice(1, None, 2)), (slice(1, None, 2), slice(0, None, 2))):

@@ -11,9 +11,10 @@ Stopping: the residual is the squared kernel Stein discrepancy (signed U-statist
 half of the chains against the score of Γ(µ̂), ``s(w) = −w/τ − (β/τ)∇Ψ(w; µ̂)``, µ̂ the draws of the
 other half (MATH.md §2; :func:`~bolt.gibbs.stopping.fixed_point_test`), tested against its own null
 distribution (a wild bootstrap with one multiplier per block of consecutive draws, which also
-carries µ̂'s Monte Carlo error, :func:`~bolt.estimators.ksd.ksd_test`). Statistic and null scale
-together with the score, so the rule is the same at every β and τ. The KSD is quadratic in the
-field's error and weak against a slow transient of the damped iteration, so a second, linear test
+carries µ̂'s Monte Carlo error and that of µ_k itself fed through Γ,
+:func:`~bolt.estimators.ksd.ksd_test`). Statistic and null scale together with the score, so the
+rule is the same at every β and τ. The KSD is quadratic in the field's error and weak against a
+slow transient of the damped iteration, so a second, linear test
 (:func:`~bolt.gibbs.stopping.field_drift_test`) asks whether replacing µ_k by its draws would move
 KL by more than the Monte Carlo error of µ_k (Σ a_i², :func:`field_weights_sq`) and of the draws.
 The solve has converged when both p-values are at least ``tolerance`` in two successive iterations
@@ -263,7 +264,9 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         µ_k's Σ a_i²)."""
         new = problem.field(samples, block_weights(samples, problem.score(samples, sfld) if cv_degree else None,
                                                    cv_degree))
-        residual = fixed_point_test(jax.random.fold_in(key, 3), problem, samples.reshape(chains, draws, problem.d))
+        # the null carries µ_k's own Monte Carlo error (Σ a_i² = weights_sq) as well as the other half's
+        residual = fixed_point_test(jax.random.fold_in(key, 3), problem, samples.reshape(chains, draws, problem.d),
+                                    field_weights_sq=weights_sq)
         drift = field_drift_test(problem, samples.reshape(chains, draws, problem.d), sfld, weights_sq,
                                  cv_degree=cv_degree)  # the field's blocks carry control-variate weights
         prior = jnp.sqrt(problem.tau) * jax.random.normal(key, (logz_samples, problem.d), samples.dtype)
