@@ -85,7 +85,8 @@ def estimate_memory(cfg: dict, *, solve: bool = True) -> list[tuple[str, str, in
     elif m == "mfld":
         n = s["particles"]
         h = s["step_size"] or 0.02
-        steps = max(1, round(s["horizon"] / h / 40)) if math.isfinite(s["horizon"] / h) else 2**63
+        ratio = s["horizon"] / h / 40  # steps per block: bolt.gibbs.mfld.mfld_time_grid
+        steps = max(1, math.ceil(ratio)) if ratio < 2**62 else 2**63
         items.append((f"particles ({n} x {d})", "solver.particles", 8 * n * d * F64))
         items.append((f"MFLD step keys ({steps} steps per block)", "solver.horizon", 2 * steps * 8))
         items.append((f"log Z proposal draws ({s['logz_samples']} x {d})", "solver.logz_samples",

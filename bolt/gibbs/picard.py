@@ -287,6 +287,9 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         trace, start_k, stage = {k: [] for k in TRACE_KEYS}, 0, 0
     else:
         loop, trace, start_k, stage = _restore(checkpoint, chains, problem.d)
+        if not 1 <= start_k <= max_iterations:  # a checkpoint is written after an iteration below the cap
+            raise BoltError(f"resume: the checkpoint's iteration {start_k - 1} is outside 0 .. {max_iterations - 1} "
+                            f"(solver.max_iterations = {max_iterations}); start a new run with --out NEW_DIR")
         # the sampler state's structure, from a template: any field of the sampled field's shapes
         m = field_size if problem.route == "arcsine" and 0 < field_size < loop.fld.particles.shape[0] else 0
         like = Field(loop.fld.particles[:m], jnp.full((m,), 1.0 / m, loop.fld.weights.dtype),
