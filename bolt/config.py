@@ -90,7 +90,7 @@ _TYPES = {
 
 
 # [dynamics]: bolt dynamics RUN_DIR (SGD and greedy McKean–Vlasov against µ*_t; docs/dynamics.md)
-__all__ += ["DYNAMICS_KINDS", "check_dynamics"]
+__all__ += ["DYNAMICS_KINDS", "check_dynamics", "check_seed"]
 DYNAMICS_KINDS = ("sgd", "greedy", "both")
 DEFAULT_CONFIG["dynamics"] = {"kind": "both", "particles": 500, "steps": 1000, "minibatch": 1, "repetitions": 8,
                               "seed": 0, "step_size": 0.0, "allow_any_horizon": False}
@@ -118,6 +118,11 @@ def check_dynamics(dyn: dict) -> dict:
         raise ConfigError(f"dynamics.step_size: step_size * steps = {eta * dyn['steps']:.6g}, but the theory "
                           f"needs eta * n = 1; set dynamics.allow_any_horizon = true (--allow-any-horizon) to run it")
     return dict(dyn, step_size=float(eta))
+
+
+def check_seed(value, path: str = "seed") -> int:
+    """A seed must be an integer in the signed 64-bit range (a PRNG key holds no more); returns it."""
+    return _check_type(path, value, int)
 
 
 def _check_type(path: str, value, typ):
