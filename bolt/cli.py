@@ -73,7 +73,9 @@ def _interrupt(signum, frame):
     if _in_swallowing_context(frame):
         import threading
 
-        threading.Timer(0.02, os.kill, (os.getpid(), signum)).start()
+        again = threading.Timer(0.02, os.kill, (os.getpid(), signum))
+        again.daemon = True  # never holds the process open at exit
+        again.start()
         return
     raise KeyboardInterrupt
 

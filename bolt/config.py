@@ -147,6 +147,21 @@ def _check_type(path: str, value, typ):
     return value
 
 
+def _resolve_target(value) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError("problem.target: must be a table")
+    kind = value.get("kind", "teacher")
+    if not isinstance(kind, str) or kind not in _TARGET_KEYS:
+        raise ConfigError(f"problem.target.kind: unknown target kind {kind!r}; "
+                          f"expected one of {sorted(_TARGET_KEYS)}")
+    for k in value:
+        if k not in _TARGET_KEYS[kind]:
+            raise ConfigError(f"problem.target.{k}: unknown key for target kind {kind!r}")
+    if "nodes" in value:
+        _check_type("problem.target.nodes", value["nodes"], int)
+    return dict(value, kind=kind)
+
+
 def _check_problem_keys(pc: dict) -> None:
     if pc["dim"] < 1:
         raise ConfigError(f"problem.dim: must be at least 1, got {pc['dim']}")
@@ -166,18 +181,7 @@ def resolve_config(raw: dict | None) -> dict:
         for key, value in body.items():
             path = f"{section}.{key}"
             if section == "problem" and key == "target":
-                if not isinstance(value, dict):
-                    raise ConfigError("problem.target: must be a table")
-                kind = value.get("kind", "teacher")
-                if not isinstance(kind, str) or kind not in _TARGET_KEYS:
-                    raise ConfigError(f"problem.target.kind: unknown target kind {kind!r}; "
-                                      f"expected one of {sorted(_TARGET_KEYS)}")
-                for k in value:
-                    if k not in _TARGET_KEYS[kind]:
-                        raise ConfigError(f"problem.target.{k}: unknown key for target kind {kind!r}")
-                if "nodes" in value:
-                    _check_type("problem.target.nodes", value["nodes"], int)
-                out["problem"]["target"] = dict(value, kind=kind)
+                out["problem"]["target"] = _resolve_target(value)
                 continue
             if (section, key) not in _TYPES:
                 raise ConfigError(f"{path}: unknown key")
