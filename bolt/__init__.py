@@ -3,30 +3,22 @@
 A two-layer net in the mean-field limit is a measure µ over neuron weights. bolt computes the
 minimiser µ* of ``F(µ) = ½R(µ) + (τ/β) KL(µ‖N(0, τI))`` — the Boltzmann fixed point — and
 measures it against the theory. Heavy optional modules (matplotlib, arviz, POT) are imported
-only where used.
+only where used, and so is JAX: the names below that need it are loaded on first use
+(``bolt.make_problem`` imports :mod:`bolt.problem`), so that ``import bolt`` leaves JAX's platform
+unset and the ``bolt`` command can apply ``BOLT_PLATFORM`` before JAX starts.
 """
 
 from bolt._version import __version__
 from bolt.errors import BoltError, ConfigError, ResultsError
-from bolt.estimators.summary import summarize
-from bolt.problem import (
-    CallableTarget,
-    DataInputs,
-    DataTarget,
-    Field,
-    GaussianInputs,
-    Linear,
-    Problem,
-    Realizable,
-    SampleInputs,
-    Teacher,
-    arcsine_kernel,
-    custom_activation,
-    get_activation,
-    load_data,
-    make_problem,
-)
-from bolt.solve import solve
+from bolt.solve import solve  # JAX-free until called
+
+_LAZY = {
+    "summarize": "bolt.estimators.summary",
+    **{name: "bolt.problem" for name in (
+        "CallableTarget", "DataInputs", "DataTarget", "Field", "GaussianInputs", "Linear", "Problem",
+        "Realizable", "SampleInputs", "Teacher", "arcsine_kernel", "custom_activation", "get_activation",
+        "load_data", "make_problem")},
+}
 
 __all__ = [
     "__version__", "BoltError", "ConfigError", "ResultsError",
@@ -34,3 +26,17 @@ __all__ = [
     "Realizable", "SampleInputs", "Teacher", "arcsine_kernel", "custom_activation", "get_activation",
     "load_data", "make_problem", "solve", "summarize",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bolt' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

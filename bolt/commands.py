@@ -34,7 +34,7 @@ def solver_settings(cfg: dict) -> dict:
         return {k: s[k] for k in PICARD_KEYS}
     if m == "mfld":
         return {k: s[k] for k in MFLD_KEYS}
-    return {"grid_points": s["grid_points"], "damping": s["damping"]}
+    return {"grid_points": s["grid_points"], "damping": s["damping"], "tolerance": s["tolerance"]}
 
 
 RUN_FILES = ("config.toml", "summary.json", "checkpoint.npz", "results.nc", "bounds.json", "report.html")

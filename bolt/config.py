@@ -18,6 +18,8 @@ __all__ = ["DEFAULT_CONFIG", "SOLVER_METHODS", "load_config", "resolve_config", 
            "problem_from_config"]
 
 SOLVER_METHODS = ("picard-nuts", "picard-mala", "mfld", "grid")
+#: ``solver.tolerance`` of the grid solver when the config does not set it: its L1 tolerance ‖Γ(p) − p‖₁
+GRID_TOLERANCE = 1e-12
 
 #: The built-in default problem (see docs/config.md for why these β and τ).
 DEFAULT_CONFIG: dict = {
@@ -88,7 +90,7 @@ _TYPES = {
 
 
 # [dynamics]: bolt dynamics RUN_DIR (SGD and greedy McKean–Vlasov against µ*_t; docs/dynamics.md)
-__all__ += ["DYNAMICS_KINDS", "check_dynamics"]
+__all__ += ["DYNAMICS_KINDS", "check_dynamics", "check_seed"]
 DYNAMICS_KINDS = ("sgd", "greedy", "both")
 DEFAULT_CONFIG["dynamics"] = {"kind": "both", "particles": 500, "steps": 1000, "minibatch": 1, "repetitions": 8,
                               "seed": 0, "step_size": 0.0, "allow_any_horizon": False}
@@ -107,13 +109,20 @@ def check_dynamics(dyn: dict) -> dict:
     for key in ("particles", "steps", "minibatch", "repetitions"):
         if dyn[key] < 1:
             raise ConfigError(f"dynamics.{key}: must be at least 1, got {dyn[key]}")
-    if dyn["step_size"] < 0:
-        raise ConfigError(f"dynamics.step_size: must be >= 0 (0: 1/steps), got {dyn['step_size']}")
+    if not math.isfinite(dyn["step_size"]) or dyn["step_size"] < 0:  # NaN and inf arrive from --step-size
+        raise ConfigError(f"dynamics.step_size: must be finite and >= 0 (0: 1/steps), got {dyn['step_size']}")
+    for key in ("particles", "steps", "minibatch", "repetitions", "seed"):
+        _check_type(f"dynamics.{key}", dyn[key], int)  # a --seed of 2**70: one line, not an OverflowError
     eta = dyn["step_size"] or 1.0 / dyn["steps"]
     if abs(eta * dyn["steps"] - 1.0) > 1e-9 and not dyn["allow_any_horizon"]:
         raise ConfigError(f"dynamics.step_size: step_size * steps = {eta * dyn['steps']:.6g}, but the theory "
                           f"needs eta * n = 1; set dynamics.allow_any_horizon = true (--allow-any-horizon) to run it")
     return dict(dyn, step_size=float(eta))
+
+
+def check_seed(value, path: str = "seed") -> int:
+    """A seed must be an integer in the signed 64-bit range (a PRNG key holds no more); returns it."""
+    return _check_type(path, value, int)
 
 
 def _check_type(path: str, value, typ):
@@ -138,6 +147,28 @@ def _check_type(path: str, value, typ):
     return value
 
 
+def _resolve_target(value) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError("problem.target: must be a table")
+    kind = value.get("kind", "teacher")
+    if not isinstance(kind, str) or kind not in _TARGET_KEYS:
+        raise ConfigError(f"problem.target.kind: unknown target kind {kind!r}; "
+                          f"expected one of {sorted(_TARGET_KEYS)}")
+    for k in value:
+        if k not in _TARGET_KEYS[kind]:
+            raise ConfigError(f"problem.target.{k}: unknown key for target kind {kind!r}")
+    if "nodes" in value:
+        _check_type("problem.target.nodes", value["nodes"], int)
+    return dict(value, kind=kind)
+
+
+def _check_problem_keys(pc: dict) -> None:
+    if pc["dim"] < 1:
+        raise ConfigError(f"problem.dim: must be at least 1, got {pc['dim']}")
+    if pc["activation"] == "erf_bias" and pc["dim"] < 2:
+        raise ConfigError(f"problem.dim: activation 'erf_bias' needs dim >= 2 (w = (b, w')), got {pc['dim']}")
+
+
 def resolve_config(raw: dict | None) -> dict:
     """Validate a raw config dict and fill in defaults. Unknown keys raise :class:`ConfigError`."""
     raw = {} if raw is None else raw
@@ -150,30 +181,24 @@ def resolve_config(raw: dict | None) -> dict:
         for key, value in body.items():
             path = f"{section}.{key}"
             if section == "problem" and key == "target":
-                if not isinstance(value, dict):
-                    raise ConfigError("problem.target: must be a table")
-                kind = value.get("kind", "teacher")
-                if kind not in _TARGET_KEYS:
-                    raise ConfigError(f"problem.target.kind: unknown target kind {kind!r}; "
-                                      f"expected one of {sorted(_TARGET_KEYS)}")
-                for k in value:
-                    if k not in _TARGET_KEYS[kind]:
-                        raise ConfigError(f"problem.target.{k}: unknown key for target kind {kind!r}")
-                if "nodes" in value:
-                    _check_type("problem.target.nodes", value["nodes"], int)
-                out["problem"]["target"] = dict(value, kind=kind)
+                out["problem"]["target"] = _resolve_target(value)
                 continue
             if (section, key) not in _TYPES:
                 raise ConfigError(f"{path}: unknown key")
             out[section][key] = _check_type(path, value, _TYPES[(section, key)])
     s = out["solver"]
+    _check_problem_keys(out["problem"])
     if s["method"] not in SOLVER_METHODS:
         raise ConfigError(f"solver.method: unknown method {s['method']!r}; expected one of {list(SOLVER_METHODS)}")
     if s["kernel"] not in ("mala", "ula"):
         raise ConfigError(f"solver.kernel: expected 'mala' or 'ula', got {s['kernel']!r}")
-    for key in ("particles", "max_iterations", "chains", "inner_steps", "logz_samples"):
+    for key in ("particles", "max_iterations", "chains", "inner_steps"):
         if s[key] < 1:
             raise ConfigError(f"solver.{key}: must be at least 1, got {s[key]}")
+    if s["logz_samples"] < 2:  # the log Z estimate's standard error needs two draws (checked before the solve)
+        raise ConfigError(f"solver.logz_samples: must be at least 2, got {s['logz_samples']}")
+    if s["method"] == "grid" and "tolerance" not in (raw.get("solver") or {}):
+        s["tolerance"] = GRID_TOLERANCE  # the grid's own default: an L1 tolerance at round-off level
     if s["final_blocks"] < 1:
         raise ConfigError(f"solver.final_blocks: must be at least 1, got {s['final_blocks']}")
     if s["warmup"] < 0 or s["min_iterations"] < 0 or s["grid_points"] < 0:
@@ -193,6 +218,9 @@ def resolve_config(raw: dict | None) -> dict:
         raise ConfigError(f"solver.damping: must be in (0, 1], got {s['damping']}")
     if s["tolerance"] <= 0 or s["horizon"] <= 0 or s["step_size"] < 0:
         raise ConfigError("solver.tolerance and solver.horizon must be > 0, solver.step_size >= 0")
+    if s["method"] == "grid" and s["tolerance"] >= 2:
+        raise ConfigError(f"solver.tolerance: the grid's L1 tolerance must be in (0, 2) (the L1 distance of two "
+                          f"probability vectors is at most 2), got {s['tolerance']}")
     if s["method"] != "grid" and s["tolerance"] >= 1:
         raise ConfigError(f"solver.tolerance: the significance level of the fixed-point test must be in (0, 1), "
                           f"got {s['tolerance']}")
@@ -223,6 +251,8 @@ def load_config(path: str | Path | None) -> dict:
         raw = tomllib.loads(p.read_text(encoding="utf-8-sig"))  # a UTF-8 byte-order mark is accepted
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config: {p} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config: {p} nests arrays or tables too deeply to read") from None
     except OSError as exc:
         raise ConfigError(f"config: cannot read {p}: {exc.strerror or exc}") from None
     cfg = resolve_config(raw)

@@ -15,7 +15,8 @@ import os
 
 from bolt.errors import ConfigError
 
-__all__ = ["estimate_memory", "available_memory", "check_memory", "check_ranges", "format_bytes",
+__all__ = ["estimate_memory", "estimate_bridge_memory", "estimate_dynamics_memory", "available_memory",
+           "check_memory", "check_items", "check_ranges", "format_bytes",
            "THETA_MAX", "REL_ROUNDOFF", "MIN_MFLD_PARTICLES", "MIN_DRAWS_PER_CHAIN"]
 
 F64 = 8
@@ -85,7 +86,8 @@ def estimate_memory(cfg: dict, *, solve: bool = True) -> list[tuple[str, str, in
     elif m == "mfld":
         n = s["particles"]
         h = s["step_size"] or 0.02
-        steps = max(1, round(s["horizon"] / h / 40)) if math.isfinite(s["horizon"] / h) else 2**63
+        ratio = s["horizon"] / h / 40  # steps per block: bolt.gibbs.mfld.mfld_time_grid
+        steps = max(1, math.ceil(ratio)) if ratio < 2**62 else 2**63
         items.append((f"particles ({n} x {d})", "solver.particles", 8 * n * d * F64))
         items.append((f"MFLD step keys ({steps} steps per block)", "solver.horizon", 2 * steps * 8))
         items.append((f"log Z proposal draws ({s['logz_samples']} x {d})", "solver.logz_samples",
@@ -108,9 +110,12 @@ def available_memory() -> tuple[int | None, str]:
     env = os.environ.get("BOLT_MEMORY_LIMIT")
     if env:
         try:
-            return int(float(env)), "BOLT_MEMORY_LIMIT"
+            value = float(env)
         except ValueError:
-            raise ConfigError(f"BOLT_MEMORY_LIMIT: expected a number of bytes, got {env!r}") from None
+            value = math.nan
+        if not (math.isfinite(value) and value >= 0):  # inf and nan: one line, not an OverflowError
+            raise ConfigError(f"BOLT_MEMORY_LIMIT: expected a finite number of bytes >= 0, got {env!r}")
+        return int(value), "BOLT_MEMORY_LIMIT"
     host, source = None, ""
     try:
         import psutil  # type: ignore[import-not-found]
@@ -139,9 +144,39 @@ def available_memory() -> tuple[int | None, str]:
     return host, source
 
 
+def estimate_bridge_memory(d: int, particles: int, steps: int, inner: int) -> list[tuple[str, str, int]]:
+    """``[(what, flag, bytes)]`` of ``bolt bridge``: the SDE's time grid and per-step statistics (``steps``),
+    its paths at the save times and the bridge mixture's (``particles``), a block of importance draws
+    (``inner``), the two-sample W2 matrices of the endpoint checks (exact OT up to 2000 points)."""
+    n, k, m = int(particles), int(steps), int(inner)
+    return [(f"time grid and per-step statistics ({k} steps)", "--steps", 12 * (k + 1) * F64),
+            (f"paths ({n} x {d} at 9 save times, twice)", "--particles", 2 * 9 * n * d * F64 + 8 * n * F64),
+            ("W2 cost matrices (exact up to 2000 points)", "--particles", 3 * min(n, 2000) ** 2 * F64),
+            (f"importance draws of one position ({m} x {d})", "--inner", 4 * m * (d + 2) * F64)]
+
+
+def estimate_dynamics_memory(dyn: dict, d: int, p: int, *, records: int = 50,
+                             reference_samples: int = 4000) -> list[tuple[str, str, int]]:
+    """``[(what, key, bytes)]`` of ``bolt dynamics`` for a checked ``[dynamics]`` table: the networks
+    (``repetitions`` x ``particles`` x d), one step's minibatch and its activations, the per-step losses
+    (``repetitions`` x ``steps``), the reference flow's bridge paths."""
+    reps, n, b, k = int(dyn["repetitions"]), int(dyn["particles"]), int(dyn["minibatch"]), int(dyn["steps"])
+    return [(f"networks ({reps} x {n} x {d})", "dynamics.particles", 8 * reps * n * d * F64),
+            (f"minibatch activations ({reps} x {b} x ({p} + {n}))", "dynamics.minibatch", 3 * reps * b * (p + n) * F64),
+            (f"per-step losses ({reps} x {k})", "dynamics.steps",
+             2 * reps * k * F64 + 2 * (k // max(records, 1)) * F64),
+            (f"reference flow ({reference_samples} bridge paths)", "--reference-samples",
+             4 * int(reference_samples) * (d + 2) * max(records, 1) * F64)]
+
+
 def check_memory(cfg: dict, *, solve: bool = True) -> int:
     """Refuse a config whose estimated memory exceeds what is available; returns the estimate (bytes)."""
-    items = estimate_memory(cfg, solve=solve)
+    return check_items(estimate_memory(cfg, solve=solve))
+
+
+def check_items(items: list[tuple[str, str, int]]) -> int:
+    """Refuse the ``[(what, key, bytes)]`` of :func:`estimate_memory` (or ``estimate_bridge_memory``,
+    ``estimate_dynamics_memory``) when they need more than is available; returns the estimate (bytes)."""
     total = sum(b for _, _, b in items) + WORKSPACE
     avail, source = available_memory()
     if avail is not None and total > avail:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import jax
+from typing import TYPE_CHECKING
 
 from bolt.errors import BoltError
-from bolt.gibbs.result import SolveResult
-from bolt.problem.model import Problem
+
+if TYPE_CHECKING:  # JAX is imported on the first solve, so that `import bolt` leaves the platform unset
+    from bolt.gibbs.result import SolveResult
+    from bolt.problem.model import Problem
 
 __all__ = ["solve", "METHODS"]
 
@@ -31,6 +33,8 @@ def solve(problem: Problem, method: str = "picard-nuts", *, seed: int = 0, key=N
       >>> res.converged
       True
     """
+    import jax
+
     key = jax.random.PRNGKey(seed) if key is None else key
     if method in ("picard-nuts", "picard-mala"):
         from bolt.gibbs.picard import solve_picard

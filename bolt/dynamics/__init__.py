@@ -9,29 +9,39 @@ control costs, and the Schrödinger bridge between two marginals.
 - :mod:`bolt.dynamics.gaussian` — the closed forms for Gaussian targets;
 - :mod:`bolt.dynamics.sgd` — online SGD on a width-N network, the greedy McKean–Vlasov dynamics and the
   reference flow R(µ*_t); :mod:`bolt.dynamics.tracking` compares them (``bolt dynamics``).
+
+The names below are loaded on first use, so that registering ``bolt bridge`` and ``bolt dynamics`` on the
+command line does not import JAX before ``BOLT_PLATFORM`` is applied.
 """
 
-from bolt.dynamics.costs import control_energy, cost_J, endpoint_risk
-from bolt.dynamics.follmer import (
-    DriftEstimate,
-    Potential,
-    follmer_drift_potential,
-    follmer_drift_samples,
-    problem_potential,
-    value_function,
-)
-from bolt.dynamics.path import (
-    bridge_marginal_density,
-    bridge_marginal_moments,
-    bridge_paths_from_zero,
-    brownian_bridge_paths,
-)
-from bolt.dynamics.schrodinger import SchrodingerBridge, schrodinger_bridge, sinkhorn_online
-from bolt.dynamics.sde import SDEResult, function_drift, potential_drift, samples_drift, simulate, time_grid
-from bolt.dynamics.sgd import network_risk, reference_flow, run_greedy, run_sgd
+_LAZY = {
+    "bolt.dynamics.costs": ("control_energy", "cost_J", "endpoint_risk"),
+    "bolt.dynamics.follmer": ("DriftEstimate", "Potential", "follmer_drift_potential", "follmer_drift_samples",
+                              "problem_potential", "value_function"),
+    "bolt.dynamics.path": ("bridge_marginal_density", "bridge_marginal_moments", "bridge_paths_from_zero",
+                           "brownian_bridge_paths"),
+    "bolt.dynamics.schrodinger": ("SchrodingerBridge", "schrodinger_bridge", "sinkhorn_online"),
+    "bolt.dynamics.sde": ("SDEResult", "function_drift", "potential_drift", "samples_drift", "simulate", "time_grid"),
+    "bolt.dynamics.sgd": ("network_risk", "reference_flow", "run_greedy", "run_sgd"),
+}
+_WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
 __all__ = ["control_energy", "cost_J", "endpoint_risk", "DriftEstimate", "Potential", "follmer_drift_potential",
            "follmer_drift_samples", "problem_potential", "value_function", "bridge_marginal_density",
            "bridge_marginal_moments", "bridge_paths_from_zero", "brownian_bridge_paths", "SDEResult",
            "function_drift", "potential_drift", "samples_drift", "simulate", "time_grid", "SchrodingerBridge",
            "schrodinger_bridge", "sinkhorn_online", "network_risk", "reference_flow", "run_greedy", "run_sgd"]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        import importlib
+
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bolt.dynamics' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

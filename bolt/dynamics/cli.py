@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["register", "print_bridge"]
+__all__ = ["register", "print_bridge", "check_bridge_args"]
 
 
 def print_bridge(out: dict, run_dir) -> None:
@@ -28,13 +28,49 @@ def print_bridge(out: dict, run_dir) -> None:
         print(f"  {v['name']:<26} {v['outcome']:<16} {'' if m is None else f'{m:+.2f}'}")
 
 
+def check_bridge_args(args) -> int | None:
+    """Refuse flags outside their range (one line naming the flag) and a run that cannot fit in memory,
+    before any work; returns the seed (``--seed``, else the run's ``summary.json`` seed, else None)."""
+    from pathlib import Path
+
+    from bolt.config import check_seed, load_config
+    from bolt.errors import ConfigError
+    from bolt.resources import check_items, estimate_bridge_memory
+
+    if args.particles < 10:
+        raise ConfigError(f"--particles: need at least 10 paths, got {args.particles}")
+    if args.steps < 1:
+        raise ConfigError(f"--steps: must be at least 1, got {args.steps}")
+    if args.drift == "potential" and (args.inner < 2 or args.inner % 2):
+        raise ConfigError(f"--inner: the potential drift uses two independent halves of --inner draws: an even "
+                          f"number >= 2, got {args.inner}")
+    seed = args.seed
+    run = Path(args.run_dir)
+    if seed is None and (run / "summary.json").is_file():
+        import json
+
+        try:
+            seed = json.loads((run / "summary.json").read_text()).get("seed")
+        except (OSError, ValueError, AttributeError):
+            seed = None  # the run loader reports an unreadable summary
+        if seed is not None:
+            seed = check_seed(seed, f"{run}/summary.json: seed")
+    elif seed is not None:
+        seed = check_seed(seed, "--seed")
+    if (run / "config.toml").is_file():
+        d = load_config(run / "config.toml")["problem"]["dim"]
+        check_items(estimate_bridge_memory(d, args.particles, args.steps, args.inner))
+    return seed
+
+
 def _cmd_bridge(args) -> int:
     from bolt.commands import _locked
     from bolt.dynamics.bridge import evaluate_run
 
+    seed = check_bridge_args(args)
     with _locked(args.run_dir, "bridge"):  # one writer per run directory
         out = evaluate_run(args.run_dir, particles=args.particles, steps=args.steps, drift=args.drift,
-                           inner=args.inner, seed=args.seed, quiet=args.quiet)
+                           inner=args.inner, seed=seed, quiet=args.quiet)
     if not args.quiet:
         print_bridge(out, args.run_dir)
     return 0
@@ -49,7 +85,8 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=100, help="time steps K of the grid 1-(1-k/K)^2 (default 100)")
     p.add_argument("--drift", choices=("potential", "samples"), default="potential",
                    help="Föllmer drift from the potential (importance sampling) or from the particles")
-    p.add_argument("--inner", type=int, default=32, help="importance draws per path and step (potential drift)")
+    p.add_argument("--inner", type=int, default=32,
+                   help="importance draws per path and step (potential drift; even, >= 2: two halves)")
     p.add_argument("--seed", type=int, default=None, help="seed (default: the run's seed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     p.set_defaults(func=_cmd_bridge)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["register", "print_dynamics"]
+__all__ = ["register", "print_dynamics", "check_dynamics_args"]
 
 
 def _fmt(x, se=None) -> str:
@@ -35,6 +35,31 @@ def print_dynamics(out: dict, run_dir) -> None:
         print(f"  {v['name']:<26} {v['outcome']:<16} {'' if m is None else f'{m:+.2f} SE'}")
 
 
+def check_dynamics_args(args, overrides: dict) -> None:
+    """Refuse flags outside their range and a run that cannot fit in memory, before any work (one line
+    naming the flag or key): the run's ``[dynamics]`` with the flags over it, as ``bolt dynamics`` runs it."""
+    from pathlib import Path
+
+    from bolt.config import check_dynamics, load_config
+    from bolt.errors import ConfigError
+    from bolt.resources import check_items, estimate_dynamics_memory
+
+    for flag, value, least in (("--records", args.records, 1), ("--reference-samples", args.reference_samples, 10),
+                               ("--greedy-steps", args.greedy_steps, 1)):
+        if value is not None and value < least:
+            raise ConfigError(f"{flag}: must be at least {least}, got {value}")
+    config = Path(args.run_dir) / "config.toml"
+    if not config.is_file():
+        return  # bolt.dynamics.tracking.evaluate_run names the missing run
+    cfg = load_config(config)
+    dyn = dict(cfg["dynamics"], **{k: v for k, v in overrides.items() if v is not None})
+    settings = check_dynamics(dyn)
+    pc = cfg["problem"]
+    p = pc["dim"] - 1 if pc["activation"] == "erf_bias" else pc["dim"]
+    check_items(estimate_dynamics_memory(settings, pc["dim"], max(p, 1), records=args.records,
+                                         reference_samples=args.reference_samples))
+
+
 def _cmd_dynamics(args) -> int:
     from bolt.commands import _locked
     from bolt.dynamics.tracking import evaluate_run
@@ -42,6 +67,7 @@ def _cmd_dynamics(args) -> int:
     overrides = {"kind": args.kind, "particles": args.particles, "steps": args.steps, "minibatch": args.minibatch,
                  "repetitions": args.repetitions, "seed": args.seed, "step_size": args.step_size,
                  "allow_any_horizon": True if args.allow_any_horizon else None}
+    check_dynamics_args(args, overrides)
     with _locked(args.run_dir, "dynamics"):  # one writer per run directory
         out = evaluate_run(args.run_dir, overrides=overrides, records=args.records,
                            reference_samples=args.reference_samples, greedy_steps=args.greedy_steps,

@@ -34,6 +34,7 @@ O(N^{-1/2}) Monte Carlo error of µ̂_N.
 
 from __future__ import annotations
 
+import math
 import time
 
 import jax
@@ -48,7 +49,7 @@ from bolt.gibbs.sharding import constrain_rows, row_sharding, shard_rows
 from bolt.gibbs.stopping import fixed_point_test
 from bolt.problem.model import Problem
 
-__all__ = ["solve_mfld", "build_step"]
+__all__ = ["solve_mfld", "build_step", "mfld_time_grid"]
 
 
 def build_step(problem: Problem, sharding=None):
@@ -69,6 +70,23 @@ def build_step(problem: Problem, sharding=None):
     return step
 
 
+def mfld_time_grid(horizon: float, step_size: float = 0.0, blocks: int = 40) -> tuple[float, int]:
+    """``(h, steps per block)`` that end the dynamics exactly at ``horizon``: ``blocks · steps · h = T``.
+
+    ``steps = ⌈T / (h₀ · blocks)⌉`` for the requested step ``h₀`` (0: 0.02), and ``h = T / (blocks · steps)``
+    ≤ h₀: the time step is lowered (never raised) until the blocks tile the horizon.
+    """
+    h0 = step_size or 0.02
+    if not (math.isfinite(horizon) and horizon > 0 and math.isfinite(h0) and h0 > 0):
+        raise BoltError(f"solver.horizon, solver.step_size: need a finite horizon > 0 and step > 0, "
+                        f"got {horizon} and {h0}")
+    ratio = horizon / (h0 * blocks)
+    if not ratio < 2**62:
+        raise BoltError(f"solver.horizon: horizon / step_size = {horizon / h0:.3g} steps are too many")
+    steps = max(1, math.ceil(ratio))
+    return horizon / (blocks * steps), steps
+
+
 def solve_mfld(key, problem: Problem, *, particles: int = 2000, step_size: float = 0.0, horizon: float = 10.0,
                tolerance: float = 0.05, blocks: int = 40, refresh_steps: int = 200, devices: int = 1,
                precision: str = "float64", checkpoint=None, on_iteration=None,
@@ -79,7 +97,8 @@ def solve_mfld(key, problem: Problem, *, particles: int = 2000, step_size: float
       key: JAX PRNG key (block ``b`` uses ``fold_in(key, b)``).
       problem: the problem.
       particles: N.
-      step_size: h (0: 0.02).
+      step_size: the largest time step h (0: 0.02); it is lowered to ``horizon / (blocks · steps)`` so
+        that the run ends at ``horizon`` (:func:`mfld_time_grid`; ``settings["step_size"]`` is the one used).
       horizon: total time T; the relaxation time of the linear part is 1, so T ≈ 10 is near stationarity.
       tolerance: significance level of the KSD test in the convergence check.
       blocks: number of host-side blocks (trace points); steps per block = T/(h·blocks).
@@ -94,8 +113,7 @@ def solve_mfld(key, problem: Problem, *, particles: int = 2000, step_size: float
     if precision not in ("float64", "float32"):
         raise BoltError(f"solver.precision: expected 'float64' or 'float32', got {precision!r}")
     dtype = jnp.float32 if precision == "float32" else jnp.float64
-    h = step_size or 0.02
-    steps = max(1, int(round(horizon / h / blocks)))
+    h, steps = mfld_time_grid(horizon, step_size, blocks)
     sharding = row_sharding(devices, particles)
     step = build_step(problem, sharding)
 
@@ -118,6 +136,9 @@ def solve_mfld(key, problem: Problem, *, particles: int = 2000, step_size: float
     else:
         W = jnp.asarray(checkpoint["particles"])
         start = int(checkpoint["iteration"]) + 1
+        if not 1 <= start <= blocks:  # a checkpoint is written after a block
+            raise BoltError(f"resume: the checkpoint's block {start - 1} is outside 0 .. {blocks - 1}; "
+                            f"start a new run with --out NEW_DIR")
         trace = {k: list(np.asarray(checkpoint[f"trace_{k}"])) for k in trace}
     W = shard_rows(W.astype(dtype), sharding)
     bar = progress(blocks, "mfld", progress_bar)

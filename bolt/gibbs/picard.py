@@ -53,7 +53,7 @@ from bolt.gibbs.stopping import field_drift_test, fixed_point_test
 from bolt.problem.model import Field, Problem
 from bolt.transport.w2 import w2_sliced
 
-__all__ = ["solve_picard", "gibbs_model"]
+__all__ = ["solve_picard", "gibbs_model", "check_resume_iteration"]
 
 TRACE_KEYS = ("residual", "residual_floor", "p_value", "drift_z", "drift_p_value", "kl_step", "w2_successive",
               "risk", "kl", "log_z", "free_energy", "accept_prob", "field_mmd_ratio")
@@ -289,6 +289,7 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
                                                                     (chains, problem.d)))
         trace, start_k, stage = {k: [] for k in TRACE_KEYS}, 0, 0
     else:
+        check_resume_iteration(checkpoint["iteration"], max_iterations)
         loop, trace, start_k, stage = _restore(checkpoint, chains, problem.d)
         # the sampler state's structure, from a template: any field of the sampled field's shapes
         m = field_size if problem.route == "arcsine" and 0 < field_size < loop.fld.particles.shape[0] else 0
@@ -425,6 +426,16 @@ def solve_picard(key, problem: Problem, *, inner: str = "nuts", particles: int =
         field=loop.last_field, converged=converged, iterations=k + 1,
         trace={n: np.asarray(v, np.float64) for n, v in trace.items()}, settings=settings,
         chains=chain_draws, sample_stats=stats, compilations=compiles)
+
+
+def check_resume_iteration(iteration, max_iterations: int) -> int:
+    """A checkpoint is written after an iteration below the cap: its ``iteration`` must lie in
+    ``0 .. max_iterations − 1`` (one of 10⁶ under a cap of 8 resumed to 1000001 iterations); returns it."""
+    k = int(iteration)
+    if not 0 <= k < max_iterations:
+        raise BoltError(f"resume: the checkpoint's iteration {k} is outside 0 .. {max_iterations - 1} "
+                        f"(solver.max_iterations = {max_iterations}); start a new run with --out NEW_DIR")
+    return k
 
 
 @dataclass

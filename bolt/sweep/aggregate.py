@@ -207,9 +207,11 @@ def fits(spec, ds) -> list[dict]:
     res = []
     for f in spec.fits:
         y = f["y"]
-        if y not in ds:
+        why = (f"no quantity {y!r} in the sweep" if y not in ds else
+               None if ds[y].dtype.kind in "fiu" else f"{y!r} is not a numeric quantity")
+        if why:  # one row saying so: the sweep's other outputs are still written
             res.append({"y": y, "x": f["x"], "group": "", "slope": float("nan"), "slope_se": float("nan"),
-                        "intercept": float("nan"), "n": 0, "method": f"no quantity {y!r} in the sweep"})
+                        "intercept": float("nan"), "n": 0, "method": why})
             continue
         dim, cname = xdim_of(ds, f["x"])
         for label, sub in groups(ds, dim):

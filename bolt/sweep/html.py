@@ -229,7 +229,7 @@ def sweep_html(spec, ds, fit_rows: list[dict]) -> str:
                              for r in fit_rows], ["quantity", "against", "other parameters", "slope", "slope SE",
                                                   "points", "fit"]))
         for f in spec.fits:
-            if f["y"] in ds:
+            if f["y"] in ds and ds[f["y"]].dtype.kind in "fiu":  # a text quantity has its table row only
                 parts.append(_fit_figure(ds, fit_rows, f))
         parts.append("</section>")
 

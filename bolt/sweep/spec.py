@@ -140,16 +140,53 @@ def _read_toml(p: Path, what: str) -> dict:
     if not p.is_file():
         raise ConfigError(f"{what}: file not found: {p}")
     try:
-        return tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text(encoding="utf-8-sig"))  # a UTF-8 byte-order mark, as in run configs
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{what}: {p} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{what}: {p} nests arrays or tables too deeply to read") from None
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {p}: {exc.strerror or exc}") from None
+
+
+#: quantities of sweep.nc that are text, not numbers (a log-log fit of them is meaningless)
+_TEXT_QUANTITIES = ("status", "error", "point")
+
+
+def _check_fits(fits, swept: dict) -> list:
+    """``[[sweep.fit]]`` checked with the sweep file, before any point runs: ``y`` a numeric quantity's name,
+    ``x`` a swept parameter whose values are all numbers, ``x_min``/``x_max`` finite numbers."""
+    import math
+
+    if isinstance(fits, dict):
+        fits = [fits]
+    if not isinstance(fits, list):
+        raise ConfigError("sweep.fit: expected [[sweep.fit]] tables with y and x")
+    for i, f in enumerate(fits):
+        if not isinstance(f, dict) or set(f) - _FIT_KEYS or not {"y", "x"} <= set(f):
+            raise ConfigError(f"sweep.fit[{i}]: expected keys y, x (and optional x_min, x_max), got {f!r}")
+        for key in ("y", "x"):
+            if not isinstance(f[key], str) or not f[key]:
+                raise ConfigError(f"sweep.fit[{i}].{key}: expected a name (a string), got {f[key]!r}")
+        if f["y"] in _TEXT_QUANTITIES or f["y"].endswith("_outcome"):
+            raise ConfigError(f"sweep.fit[{i}].y: {f['y']!r} is text, not a number to fit")
+        if f["x"] not in swept:
+            raise ConfigError(f"sweep.fit[{i}].x: {f['x']!r} is not a swept parameter")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in swept[f["x"]]):
+            raise ConfigError(f"sweep.fit[{i}].x: {f['x']!r} takes values that are not numbers "
+                              f"({swept[f['x']]!r}); a log-log fit needs numbers")
+        for key in ("x_min", "x_max"):
+            v = f.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                raise ConfigError(f"sweep.fit[{i}].{key}: expected a finite number, got {v!r}")
+    return fits
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read a sweep file, expand it into points and validate each (:class:`~bolt.errors.ConfigError`)."""
     p = Path(path)
     raw = _read_toml(p, "sweep")
-    return parse_sweep(raw, p.read_text(), where=p)
+    return parse_sweep(raw, p.read_text(encoding="utf-8-sig"), where=p)
 
 
 def parse_sweep(raw: dict, text: str = "", where: Path | None = None) -> SweepSpec:
@@ -215,16 +252,7 @@ def parse_sweep(raw: dict, text: str = "", where: Path | None = None) -> SweepSp
         if len(set(rows)) != len(rows):
             raise ConfigError("sweep.zip: repeated combination of values (a point would run twice)")
 
-    fits = sw.get("fit", [])
-    if isinstance(fits, dict):
-        fits = [fits]
-    if not isinstance(fits, list):
-        raise ConfigError("sweep.fit: expected [[sweep.fit]] tables with y and x")
-    for i, f in enumerate(fits):
-        if not isinstance(f, dict) or set(f) - _FIT_KEYS or not {"y", "x"} <= set(f):
-            raise ConfigError(f"sweep.fit[{i}]: expected keys y, x (and optional x_min, x_max), got {f!r}")
-        if f["x"] not in grid and f["x"] not in zp:
-            raise ConfigError(f"sweep.fit[{i}].x: {f['x']!r} is not a swept parameter")
+    fits = _check_fits(sw.get("fit", []), {**grid, **zp})
 
     spec = SweepSpec(path=Path(where).resolve() if where is not None else None, text=text, base=base_path,
                      steps=tuple(steps), grid=grid, zip=zp, fits=fits, description=str(sw.get("description", "")))
