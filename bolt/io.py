@@ -172,10 +172,10 @@ def load_field(idata, path: str | Path, problem):
     if "field" not in idata.groups():
         return None
     g = idata["field"]
-    try:
-        P, a, fh = (np.asarray(g[k].values, np.float64) for k in ("particles", "weights", "fhat"))
-    except KeyError as exc:
-        raise ResultsError(f"results: {path} field group lacks the variable {exc.args[0]!r}") from None
+    for k in ("particles", "weights", "fhat"):
+        if k not in g.data_vars:
+            raise ResultsError(f"results: {path} field group lacks the variable {k!r}")
+    P, a, fh = (np.asarray(g[k].values, np.float64) for k in ("particles", "weights", "fhat"))
     if problem.route == "arcsine":
         fits = P.ndim == 2 and P.shape[0] > 0 and P.shape[1] == problem.d and a.shape == P.shape[:1] and fh.size == 0
     else:
