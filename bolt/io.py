@@ -18,7 +18,7 @@ from bolt.errors import ResultsError
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "save_checkpoint", "load_checkpoint",
            "to_inference_data", "save_results", "load_results", "load_summary", "load_json", "load_bounds",
-           "RunLock", "clean_stale_temporaries"]
+           "RunLock", "clean_stale_temporaries", "load_field"]
 
 
 def _umask_mode() -> int:
@@ -97,7 +97,10 @@ def to_inference_data(result, problem=None):
     the particles as one chain otherwise; the observables ``w_norm_sq`` = |w|² and, given the
     problem, ``psi`` = Ψ(w; µ_K)), ``sample_stats`` (lp, diverging, energy, step_size,
     tree_depth / acceptance_rate where the sampler has them), ``particles`` (the final weighted
-    measure, dims particle, w_dim) and ``fixed_point`` (the per-iteration trace, dim iteration).
+    measure, dims particle, w_dim), ``fixed_point`` (the per-iteration trace, dim iteration) and
+    ``field`` (the :class:`~bolt.problem.Field` of µ_K whose Gibbs measure the draws sample:
+    ``particles`` (field_particle, w_dim), ``weights`` (field_particle), ``fhat`` (input); read back by
+    :func:`load_field`).
     """
     import arviz as az
     import xarray as xr
@@ -141,8 +144,46 @@ def to_inference_data(result, problem=None):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # non-standard group names are intended
-        idata.add_groups({"particles": parts, "fixed_point": trace})
+        idata.add_groups({"particles": parts, "fixed_point": trace, "field": _field_dataset(result.field, d)})
     return idata
+
+
+def _field_dataset(fld, d: int):
+    """The field µ_K as a Dataset (the arrays of the arcsine or the expectation route; the other route's are empty)."""
+    import xarray as xr
+
+    return xr.Dataset({"particles": (("field_particle", "w_dim"), np.asarray(fld.particles, np.float64)),
+                       "weights": (("field_particle",), np.asarray(fld.weights, np.float64)),
+                       "fhat": (("input",), np.asarray(fld.fhat, np.float64))}, coords={"w_dim": np.arange(d)},
+                      attrs={"description": "the field mu_K whose Gibbs measure Gamma(mu_K) the draws sample"})
+
+
+def load_field(idata, path: str | Path, problem):
+    """The saved field µ_K of a ``results.nc`` (:func:`to_inference_data`), or ``None`` for a file written
+    before bolt saved it (its callers then fall back to the field of the draws, and say so).
+
+    A field that does not fit ``problem`` (its route, dimension and input sample) is refused with a
+    one-line error naming the file.
+    """
+    import jax.numpy as jnp
+
+    from bolt.problem.model import Field
+
+    if "field" not in idata.groups():
+        return None
+    g = idata["field"]
+    for k in ("particles", "weights", "fhat"):
+        if k not in g.data_vars:
+            raise ResultsError(f"results: {path} field group lacks the variable {k!r}")
+    P, a, fh = (np.asarray(g[k].values, np.float64) for k in ("particles", "weights", "fhat"))
+    if problem.route == "arcsine":
+        fits = P.ndim == 2 and P.shape[0] > 0 and P.shape[1] == problem.d and a.shape == P.shape[:1] and fh.size == 0
+    else:
+        fits = P.size == 0 and a.size == 0 and fh.shape == (problem.X.shape[0],)
+    if not fits or not all(np.all(np.isfinite(x)) for x in (P, a, fh)):
+        raise ResultsError(f"results: {path} field group does not fit the problem ({problem.route} route, dim "
+                           f"{problem.d}; particles {P.shape}, weights {a.shape}, fhat {fh.shape}) or is not finite")
+    return Field(jnp.asarray(P.reshape(-1, problem.d)), jnp.asarray(a), jnp.asarray(fh))
 
 
 def save_results(path: str | Path, idata) -> None:

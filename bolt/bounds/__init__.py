@@ -400,11 +400,24 @@ def _check_finite(bounds) -> None:
                                    f"written (the estimators over- or underflowed)")
 
 
+#: the note of the log-Sobolev checks of a run saved without its field µ_K (an older bolt)
+NO_SAVED_FIELD = ("results.nc has no field group (a run from an older bolt): grad Psi is that of the saved "
+                  "draws, not of mu_K; rerun with this bolt for the bounds bolt run reports")
+
+
 def evaluate_run(run_dir, *, problem=None, result=None, summary=None) -> list[Bound]:
-    """Evaluate the bounds of a saved run and write ``RUN_DIR/bounds.json`` (atomically)."""
+    """Evaluate the bounds of a saved run and write ``RUN_DIR/bounds.json`` (atomically).
+
+    From disk, ∇Ψ is that of the field µ_K saved in ``results.nc`` (:func:`bolt.io.load_field`), so the
+    numbers are those ``bolt run`` computed from its in-memory result. A run saved without its field
+    (an older bolt) falls back to the field of its saved draws: ``kl_bound`` and ``w2_bound`` then carry
+    the note :data:`NO_SAVED_FIELD`, which is also printed to stderr.
+    """
+    import sys
+
     from bolt.config import problem_from_config
     from bolt.errors import ResultsError
-    from bolt.io import load_results, load_summary, write_json
+    from bolt.io import load_field, load_results, load_summary, write_json
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -415,15 +428,21 @@ def evaluate_run(run_dir, *, problem=None, result=None, summary=None) -> list[Bo
         problem = problem_from_config(verify_run_config(run_dir, "bounds"))  # refuses an edited config.toml
     summary = load_summary(run_dir) if summary is None else summary
     if result is not None:
-        P, w, method = result.particles, result.weights, result.method
+        P, w, method, fld = result.particles, result.weights, result.method, result.field
     else:
         idata = load_results(run_dir / "results.nc")
         P = np.asarray(idata.particles["particles"].values)
         w = np.asarray(idata.particles["weights"].values)
         method = summary.get("solver", "")
+        fld = load_field(idata, run_dir / "results.nc", problem)  # µ_K, as bolt run used it
     seed = int(summary.get("seed", 0))
     bounds = evaluate_bounds(jax.random.fold_in(jax.random.PRNGKey(seed), 11), problem, P, w, summary,
-                             grid=method == "grid", field=None if result is None else result.field)
+                             grid=method == "grid", field=fld)
+    if fld is None:  # an older run: the field of the draws, said in bounds.json and on stderr
+        print(f"bolt: warning: {run_dir}: {NO_SAVED_FIELD}", file=sys.stderr)
+        for b in bounds:
+            if b.name in ("kl_bound", "w2_bound"):
+                b.note = "; ".join(x for x in (b.note, NO_SAVED_FIELD) if x)
     _check_finite(bounds)
     write_json(run_dir / "bounds.json", [b.as_dict() for b in bounds])
     return bounds

@@ -18,7 +18,8 @@ import numpy as np
 from bolt.errors import ResultsError
 from bolt.verdicts import verdict
 
-__all__ = ["bridge_checks", "evaluate_run", "load_run_measure", "DRIFTS", "SAVE_TIMES", "MARGINAL_TIMES"]
+__all__ = ["bridge_checks", "evaluate_run", "load_run_measure", "DRIFTS", "SAVE_TIMES", "MARGINAL_TIMES",
+           "NO_SAVED_FIELD"]
 
 DRIFTS = ("potential", "samples")
 SAVE_TIMES = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
@@ -27,6 +28,9 @@ MARGINAL_TIMES = (0.25, 0.5, 0.75)
 K_W2 = 3.0
 #: Grid nodes with weight below this fraction of the largest are dropped from µ* (no visible mass).
 PRUNE = 1e-13
+#: ``settings["field"]`` and the energy identity's note for a run saved without its field µ_K (an older bolt)
+NO_SAVED_FIELD = ("results.nc has no field group (a run from an older bolt): Psi is that of the saved draws, not of "
+                  "mu_K, and tau_kl_se misses the draws' own noise; rerun with this bolt for a calibrated check")
 
 
 def load_run_measure(run_dir):
@@ -104,7 +108,7 @@ def _disjoint_halves(P):
 
 def bridge_checks(key, problem, particles, weights, summary: dict, *, n: int = 1000, steps: int = 100,
                   drift: str = "potential", inner: int = 32, grid: bool = False, null_reps: int = 6,
-                  progress_bar: bool | None = None) -> tuple[dict, object]:
+                  progress_bar: bool | None = None, field=None) -> tuple[dict, object]:
     """The path measure of µ* and its checks; returns ``(bridge_json, xarray.Dataset)``.
 
     Args:
@@ -120,11 +124,16 @@ def bridge_checks(key, problem, particles, weights, summary: dict, *, n: int = 1
       grid: µ* is a quadrature grid (the grid solver): µ* draws are spread over grid cells.
       null_reps: replicates of the two-sample W2² null.
       progress_bar: ``None``: when stderr is a terminal.
+      field: the :class:`~bolt.problem.Field` of µ_K whose Gibbs measure the particles sample (a solve's
+        ``result.field``, or the one saved in ``results.nc``). The SDE then ends at Γ(µ_K), the law the
+        summary's KL is of, so µ_K's own noise is common to both sides of the energy identity and
+        ``tau_kl_se`` is τ times the Monte Carlo error of KL̂ given µ_K (``kl_se`` without ``kl_field_se``).
+        ``None``: Ψ(·; µ̂) of the particles themselves, whose KL differs from the summary's at first
+        order in the field's noise, and ``tau_kl_se`` = τ·``kl_se`` (too small: it misses that noise).
     """
     import xarray as xr
 
     from bolt.dynamics.costs import cost_J
-    from bolt.dynamics.follmer import problem_potential
     from bolt.dynamics.path import bridge_marginal_moments, bridge_paths_from_zero
     from bolt.dynamics.sde import function_drift, potential_drift, samples_drift, simulate
     from bolt.errors import BoltError
@@ -138,7 +147,7 @@ def bridge_checks(key, problem, particles, weights, summary: dict, *, n: int = 1
     keep = w > PRUNE * w.max()
     Pk, wk = P[keep], w[keep] / w[keep].sum()
     beta, tau, d = problem.beta, problem.tau, problem.d
-    pot = problem_potential(problem, jnp.asarray(Pk), jnp.asarray(wk))
+    pot = _potential(problem, Pk, wk, field)
     keys = jax.random.split(key, 8)
     if drift == "potential":
         dr = potential_drift(pot, beta, tau, inner=inner)
@@ -151,7 +160,7 @@ def bridge_checks(key, problem, particles, weights, summary: dict, *, n: int = 1
     costs_g = cost_J(problem, greedy)
     j_zero = 0.5 * beta * problem.risk_at_prior()
 
-    tau_kl, tau_kl_se = tau * summary["kl"], tau * float(summary.get("kl_se") or 0.0)
+    tau_kl, tau_kl_se, tau_kl_field_se = _tau_kl(summary, tau, field is not None)
     beta_f, beta_f_se = beta * summary["free_energy"], beta * float(summary.get("free_energy_se") or 0.0)
     end = res.endpoint
     end_mean = end.mean(0)
@@ -239,10 +248,11 @@ def bridge_checks(key, problem, particles, weights, summary: dict, *, n: int = 1
         "settings": {"particles": int(n), "steps": int(steps), "steps_total": len(res.grid) - 1, "drift": drift,
                      "inner": int(inner) if pot_drift else None, "save_times": list(SAVE_TIMES),
                      "marginal_times": list(MARGINAL_TIMES), "time_grid": "1 - (1 - k/K)^2 plus the save times",
-                     "null_replicates": int(null_reps), "mu_star_support": int(keep.sum())},
+                     "null_replicates": int(null_reps), "mu_star_support": int(keep.sum()),
+                     "field": "mu_K" if field is not None else "draws"},
         "control_energy": costs["control_energy"], "control_energy_se": costs["control_energy_se"],
         "control_energy_note": "" if pot_drift else why,
-        "tau_kl": tau_kl, "tau_kl_se": tau_kl_se,
+        "tau_kl": tau_kl, "tau_kl_se": tau_kl_se, "tau_kl_field_se": tau_kl_field_se,
         "J": costs["J"], "J_se": costs["J_se"], "beta_F": beta_f, "beta_F_se": beta_f_se,
         "endpoint_risk": costs["endpoint_risk"], "endpoint_risk_se": costs["endpoint_risk_se"],
         "J_zero_control": j_zero, "J_greedy": costs_g["J"], "J_greedy_se": costs_g["J_se"],
@@ -269,24 +279,58 @@ def bridge_checks(key, problem, particles, weights, summary: dict, *, n: int = 1
     return out, ds
 
 
+def _potential(problem, P, w, field):
+    """Ψ(·; µ_K) of a given field, else Ψ(·; µ̂) of the weighted particles."""
+    if field is None:
+        from bolt.dynamics.follmer import problem_potential
+
+        return problem_potential(problem, jnp.asarray(P), jnp.asarray(w))
+    from bolt.dynamics.follmer import Potential
+
+    return Potential(lambda W: problem.psi_field(W, field), lambda W: problem.grad_psi_field(W, field))
+
+
+def _tau_kl(summary: dict, tau: float, of_field: bool) -> tuple[float, float, float]:
+    """τ·KL from the summary, its SE for the energy identity, and τ·``kl_field_se`` (the noise of µ_K).
+
+    ``of_field``: the SDE ends at Γ(µ_K), so only KL̂'s Monte Carlo error given µ_K counts
+    (``kl_se² = mc² + kl_field_se²``, :func:`bolt.estimators.summary.summarize`).
+    """
+    kl_se, field_se = float(summary.get("kl_se") or 0.0), float(summary.get("kl_field_se") or 0.0)
+    se = np.sqrt(max(kl_se**2 - field_se**2, 0.0)) if of_field else kl_se
+    return tau * summary["kl"], tau * float(se), tau * field_se
+
+
 def evaluate_run(run_dir, *, particles: int = 1000, steps: int = 100, drift: str = "potential", inner: int = 32,
                  seed: int | None = None, quiet: bool = False, problem=None) -> dict:
     """Run :func:`bridge_checks` on a run directory; write ``bridge.json`` and ``bridge.nc`` atomically.
 
     ``bridge.nc`` is ArviZ InferenceData with one group ``bridge`` (``arviz.from_netcdf(path).bridge`` or
-    ``xarray.open_dataset(path, group="bridge")``).
+    ``xarray.open_dataset(path, group="bridge")``). Ψ is that of the field µ_K saved with the run
+    (:func:`bolt.io.load_field`); a run saved without it (an older bolt) falls back to the field of its
+    draws and says so (:data:`NO_SAVED_FIELD` in ``settings["field_note"]``, the energy identity's note
+    and on stderr).
     """
+    import sys
 
-    from bolt.io import save_results, write_json
+    from bolt.io import load_field, load_results, save_results, write_json
 
     run_dir = Path(run_dir)
     pb, P, w, summary, method = load_run_measure(run_dir)
     problem = pb if problem is None else problem
+    fld = load_field(load_results(run_dir / "results.nc"), run_dir / "results.nc", problem)
+    if fld is None:
+        print(f"bolt: warning: {run_dir}: {NO_SAVED_FIELD}", file=sys.stderr)
     seed = int(summary.get("seed", 0)) if seed is None else int(seed)
     out, ds = bridge_checks(jax.random.fold_in(jax.random.PRNGKey(seed), 13), problem, P, w, summary, n=particles,
                             steps=steps, drift=drift, inner=inner, grid=method == "grid",
-                            progress_bar=False if quiet else None)
+                            progress_bar=False if quiet else None, field=fld)
     out["settings"]["seed"] = seed
+    if fld is None:
+        out["settings"]["field_note"] = NO_SAVED_FIELD
+        for v in out["verdicts"]:
+            if v["name"] == "control_energy_identity":
+                v["note"] = "; ".join(x for x in (v["note"], NO_SAVED_FIELD) if x)
     import warnings
 
     import arviz as az
