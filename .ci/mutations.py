@@ -26,7 +26,9 @@ that is now caught is reported so that it can be promoted to ``[[mutation]]``).
 
 The script exits non-zero when a mutation survived or errored, when the baseline fails, or when
 any ``old`` text is not found exactly once. ``--fast`` runs the entries marked ``fast = true``
-(the subset ``.ci/run`` uses).
+(the subset ``.ci/run`` uses). ``--share K/N`` keeps every N-th of the selected entries from the K-th on
+(K in 0..N-1, in list order); ``--share auto/N`` takes K as the number of commits reachable from HEAD modulo
+N, so CI runs a deterministic share that rotates as commits land, and N consecutive commits cover the list.
 """
 
 from __future__ import annotations
@@ -225,6 +227,22 @@ def print_table(outcomes: list[Outcome]) -> None:
         print(f"{o.mutation.id:<{w}}  {o.status:<14} {o.seconds:7.1f}  {o.detail[:160]}")
 
 
+def share_of(spec: str, root: Path) -> tuple[int, int]:
+    """``K/N`` of ``--share`` as integers; ``auto/N`` takes K = (commits reachable from HEAD) mod N."""
+    k_s, sep, n_s = spec.partition("/")
+    if not sep or not n_s.isdigit() or int(n_s) < 1:
+        raise ConfigError(f"--share {spec!r}: expected K/N with N >= 1 (K an integer or 'auto')")
+    n = int(n_s)
+    if k_s == "auto":
+        r = subprocess.run(["git", "-C", str(root), "rev-list", "--count", "HEAD"], capture_output=True, text=True)
+        if r.returncode != 0 or not r.stdout.strip().isdigit():
+            raise ConfigError(f"--share auto: cannot count the commits of {root}: {r.stderr.strip()}")
+        return int(r.stdout) % n, n
+    if not k_s.isdigit() or int(k_s) >= n:
+        raise ConfigError(f"--share {spec!r}: K must be an integer in 0..{n - 1} or 'auto'")
+    return int(k_s), n
+
+
 def main(argv=None) -> int:
     here = Path(__file__).resolve().parent
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
@@ -235,6 +253,8 @@ def main(argv=None) -> int:
     p.add_argument("--fast", action="store_true", help="run only the entries marked fast = true")
     p.add_argument("--uncaught", action="store_true", help="also run the [[uncaught]] entries (expected to survive)")
     p.add_argument("--jobs", type=int, default=1, help="parallel copies (default 1)")
+    p.add_argument("--share", default="", metavar="K/N",
+                   help="run every N-th selected entry from the K-th (K = auto: commits on HEAD mod N)")
     p.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the selected tests")
     a = p.parse_args(argv)
     root = a.root.resolve()
@@ -263,6 +283,14 @@ def main(argv=None) -> int:
     selected = [m for m in mutations if (a.uncaught or not m.uncaught) and (not a.fast or m.fast or m.uncaught)
                 and (not a.only or m.id in a.only)]
     selected = [m for m in selected if m.tests]
+    if a.share:
+        try:
+            k, n = share_of(a.share, root)
+        except ConfigError as e:
+            print(f"mutations: {e}", file=sys.stderr)
+            return 2
+        print(f"mutations: share {k}/{n} of {len(selected)}", flush=True)
+        selected = selected[k::n]
     if not selected:
         print("mutations: nothing selected", file=sys.stderr)
         return 2

@@ -99,3 +99,25 @@ def test_only_and_fast_select(toy):
 def test_mutation_that_does_not_compile_is_an_error(toy):
     r = _run(toy, CAUGHT.replace('new = "return a - b"', 'new = "return a -"'), "--no-baseline")
     assert r.returncode == 1 and "does not compile" in r.stdout and "0 caught" in r.stdout
+
+
+def test_share_runs_every_nth_entry_from_the_kth(toy):
+    entries = "".join(CAUGHT.replace("add-minus", f"add-{i}") for i in range(5))
+    r = _run(toy, entries, "--share", "1/2", "--no-baseline")
+    assert r.returncode == 0, r.stdout + r.stderr
+    ran = {i for i in range(5) if f"add-{i}:" in r.stdout}
+    assert ran == {1, 3} and "share 1/2 of 5" in r.stdout
+    for bad in ("2/2", "x/2", "1/0", "1"):
+        r = _run(toy, CAUGHT, "--share", bad)
+        assert r.returncode == 2 and "--share" in r.stderr
+
+
+def test_share_auto_counts_the_commits(toy):
+    git = ["git", "-C", str(toy), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git[:3], "init", "-q"], check=True)
+    for i in range(3):
+        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", f"c{i}"], check=True)
+    entries = "".join(CAUGHT.replace("add-minus", f"add-{i}") for i in range(4))
+    r = _run(toy, entries, "--share", "auto/2", "--no-baseline")
+    assert r.returncode == 0 and "share 1/2 of 4" in r.stdout  # 3 commits: 3 mod 2 = 1
+    assert "add-1:" in r.stdout and "add-3:" in r.stdout and "add-0:" not in r.stdout
