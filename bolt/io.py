@@ -1,7 +1,9 @@
 """Run directories: atomic writes, ``results.nc`` (ArviZ InferenceData), checkpoints, ``summary.json``.
 
 Every file is written to a temporary name in the same directory and renamed into place, so an
-interruption never leaves a half-written file.
+interruption never leaves a half-written file. In a run directory that holds a ``manifest.json``
+(every one ``bolt run`` writes), each such write also records the file's SHA-256, size and the
+command that wrote it there (:func:`record_write`); :func:`bolt.rundir.verify_run_files` checks it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from bolt.errors import ResultsError
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "save_checkpoint", "load_checkpoint",
            "to_inference_data", "save_results", "load_results", "load_summary", "load_json", "load_bounds",
-           "RunLock", "clean_stale_temporaries"]
+           "RunLock", "clean_stale_temporaries", "load_measure", "MANIFEST_NAME", "read_manifest", "start_manifest",
+           "record_write", "remove_run_file", "file_sha256", "RUN_DIR_FILES"]
 
 
 def _umask_mode() -> int:
@@ -27,9 +30,7 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, rename)."""
-    path = Path(path)
+def _write_replace(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -41,6 +42,94 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, rename), and record
+    it in the directory's manifest (:func:`record_write`)."""
+    import hashlib
+
+    path = Path(path)
+    _write_replace(path, data)
+    record_write(path, hashlib.sha256(data).hexdigest(), len(data))
+
+
+# ----------------------------------------------------------------------------- the manifest
+
+MANIFEST_NAME = "manifest.json"
+#: every file a run directory can hold (a directory written before the manifest existed has no list)
+RUN_DIR_FILES = ("config.toml", "summary.json", "checkpoint.npz", "results.nc", "bounds.json", "report.html",
+                 "bridge.json", "bridge.nc", "dynamics.json", "dynamics.nc")
+#: run directories this process holds the lock of: resolved path -> (command, session id)
+_HELD: dict[Path, tuple[str, str]] = {}
+_SESSION = os.urandom(6).hex()  # writes outside any lock (the Python API) in this process
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's content."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(run_dir: str | Path) -> dict | None:
+    """``RUN_DIR/manifest.json`` (``{"version": 1, "files": {name: {sha256, size, command, session}}}``), or
+    None when the directory has none; a corrupt one is a one-line error."""
+    path = Path(run_dir) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"results: {path} is corrupt ({exc}); remove it (the files are then checked by "
+                           f"content only) or rewrite the run: bolt run CONFIG --out {run_dir} --overwrite") from None
+    ok = isinstance(m, dict) and isinstance(m.get("files"), dict) and all(
+        isinstance(e, dict) and isinstance(e.get("sha256"), str) for e in m["files"].values())
+    if not ok:
+        raise ResultsError(f"results: {path} is not a bolt manifest (files: name -> sha256); remove it or rewrite "
+                           f"the run: bolt run CONFIG --out {run_dir} --overwrite")
+    return m
+
+
+def _save_manifest(run_dir: Path, m: dict) -> None:
+    _write_replace(run_dir / MANIFEST_NAME, (json.dumps(m, indent=1, sort_keys=True) + "\n").encode())
+
+
+def _writer(run_dir: Path) -> tuple[str, str]:
+    return _HELD.get(run_dir.resolve(), ("python", _SESSION))
+
+
+def start_manifest(run_dir: str | Path) -> None:
+    """Begin an empty manifest: every later write into ``run_dir`` is recorded in it."""
+    _save_manifest(Path(run_dir), {"version": 1, "files": {}})
+
+
+def record_write(path: str | Path, sha256: str, size: int) -> None:
+    """Record a file just written (its hash, size, the command and session) in its directory's manifest —
+    only where the directory has one (a run directory written by an older bolt is left as it was)."""
+    path = Path(path)
+    if path.name == MANIFEST_NAME:
+        return
+    m = read_manifest(path.parent)
+    if m is None:
+        return
+    command, session = _writer(path.parent)
+    m["files"][path.name] = {"sha256": sha256, "size": int(size), "command": command, "session": session}
+    _save_manifest(path.parent, m)
+
+
+def remove_run_file(path: str | Path) -> None:
+    """Remove a file of a run directory and its manifest entry."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    m = read_manifest(path.parent)
+    if m is not None and path.name in m["files"]:
+        del m["files"][path.name]
+        _save_manifest(path.parent, m)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -153,10 +242,12 @@ def save_results(path: str | Path, idata) -> None:
     try:
         idata.to_netcdf(tmp)
         os.chmod(tmp, _umask_mode())
+        digest, size = file_sha256(tmp), os.path.getsize(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    record_write(path, digest, size)
 
 
 def load_results(path: str | Path):
@@ -174,6 +265,22 @@ def load_results(path: str | Path):
         if g not in idata.groups():
             raise ResultsError(f"results: {path} lacks the group {g!r}")
     return idata
+
+
+def load_measure(run_dir: str | Path, d: int):
+    """``(particles, weights, idata)`` of ``results.nc``, checked (:func:`bolt.rundir.check_measure`): one-line
+    errors naming the file and the variable."""
+    from bolt.rundir import check_measure
+
+    path = Path(run_dir) / "results.nc"
+    idata = load_results(path)
+    try:
+        P, w = idata.particles["particles"].values, idata.particles["weights"].values
+    except KeyError as exc:
+        raise ResultsError(f"results: {path} lacks the variable {exc.args[0]!r} of the group 'particles'; "
+                           f"not a results.nc bolt run writes") from None
+    P, w = check_measure(P, w, d, path)
+    return P, w, idata
 
 
 def load_json(path: str | Path):
@@ -212,8 +319,7 @@ def load_summary(run_dir: str | Path) -> dict:
 
 LOCK_NAME = ".bolt.lock"
 #: files a run directory may hold; a killed atomic write of one leaves ``.NAME.XXXXXXXX.tmp``
-TEMP_NAMES = ("config.toml", "summary.json", "checkpoint.npz", "results.nc", "bounds.json", "report.html",
-              "bridge.json", "bridge.nc")
+TEMP_NAMES = (*RUN_DIR_FILES, MANIFEST_NAME)
 
 
 def clean_stale_temporaries(run_dir: str | Path) -> list[str]:
@@ -222,7 +328,11 @@ def clean_stale_temporaries(run_dir: str | Path) -> list[str]:
     Only safe under the run-directory lock (no other bolt process is writing there).
     """
     removed = []
-    for name in TEMP_NAMES:
+    try:
+        listed = tuple((read_manifest(run_dir) or {"files": {}})["files"])
+    except ResultsError:
+        listed = ()
+    for name in dict.fromkeys((*TEMP_NAMES, *listed)):
         for p in Path(run_dir).glob(f".{name}.*.tmp"):
             try:
                 p.unlink()
@@ -263,37 +373,64 @@ class RunLock:
         me = f"{os.getpid()} {host} {self.command}\n"
         for _ in range(2):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except OSError as exc:
-                if not isinstance(exc, FileExistsError):  # checked before any work: not after the bounds
-                    raise ResultsError(f"{self.path.parent}: cannot write to this directory "
-                                       f"({exc.strerror or exc})") from None
-                try:
-                    pid_s, lock_host, *what = self.path.read_text().split()
-                    pid = int(pid_s)
-                except (OSError, ValueError):  # unreadable: stale unless just created (its writer is mid-write)
-                    pid, lock_host, what = -1, host, ["?"]
-                    try:
-                        young = time.time() - self.path.stat().st_mtime < 5.0
-                    except OSError:
-                        young = False
-                    if young:
-                        raise ResultsError(f"{self.path.parent}: another bolt process is taking the run-directory "
-                                           f"lock {self.path}; wait for it") from None
+                self._create(me)
+            except FileExistsError:
+                pid, lock_host, what = self._holder(host)
                 if lock_host == host and (pid < 0 or not _pid_alive(pid)):
                     self.path.unlink(missing_ok=True)  # stale: its process is gone
                     continue
                 raise ResultsError(f"{self.path.parent}: another bolt process (pid {pid} on {lock_host}, "
                                    f"{' '.join(what) or '?'}) is writing this run directory; wait for it, or "
                                    f"remove {self.path} if that process is gone") from None
-            with os.fdopen(fd, "w") as fh:
-                fh.write(me)
+            except OSError as exc:  # checked before any work: not after the bounds
+                raise ResultsError(f"{self.path.parent}: cannot write to this directory "
+                                   f"({exc.strerror or exc})") from None
             self.held = True
+            _HELD[self.path.parent.resolve()] = (self.command, os.urandom(6).hex())
             clean_stale_temporaries(self.path.parent)
             return self
         raise ResultsError(f"{self.path}: could not take the run-directory lock")
 
+    def _create(self, text: str) -> None:
+        """The lock file with its content, or FileExistsError: written to a temporary file first and
+        hard-linked into place (exclusive), so a full disk never leaves an empty lock behind."""
+        fd, tmp = tempfile.mkstemp(prefix=f"{LOCK_NAME}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+                fh.flush()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                raise
+            except OSError:  # a filesystem without hard links: exclusive create (not atomic with the write)
+                fd2 = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                try:
+                    with os.fdopen(fd2, "w") as fh:
+                        fh.write(text)
+                except OSError:
+                    self.path.unlink(missing_ok=True)
+                    raise
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def _holder(self, host: str) -> tuple[int, str, list]:
+        """``(pid, host, command words)`` of the lock's holder; an unreadable lock is stale unless just created."""
+        try:
+            pid_s, lock_host, *what = self.path.read_text().split()
+            return int(pid_s), lock_host, what
+        except (OSError, ValueError):
+            try:
+                young = time.time() - self.path.stat().st_mtime < 5.0
+            except OSError:
+                young = False
+            if young:
+                raise ResultsError(f"{self.path.parent}: another bolt process is taking the run-directory "
+                                   f"lock {self.path}; wait for it") from None
+            return -1, host, ["?"]
+
     def __exit__(self, *exc) -> None:
         if self.held:
+            _HELD.pop(self.path.parent.resolve(), None)
             self.path.unlink(missing_ok=True)
             self.held = False

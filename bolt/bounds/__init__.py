@@ -299,7 +299,8 @@ def evaluate_run(run_dir, *, problem=None, result=None, summary=None) -> list[Bo
     """Evaluate the bounds of a saved run and write ``RUN_DIR/bounds.json`` (atomically)."""
     from bolt.config import problem_from_config
     from bolt.errors import ResultsError
-    from bolt.io import load_results, load_summary, write_json
+    from bolt.io import load_measure, load_summary, write_json
+    from bolt.rundir import check_summary_fits
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -307,14 +308,14 @@ def evaluate_run(run_dir, *, problem=None, result=None, summary=None) -> list[Bo
     if problem is None:
         from bolt.rundir import verify_run_config
 
-        problem = problem_from_config(verify_run_config(run_dir, "bounds"))  # refuses an edited config.toml
-    summary = load_summary(run_dir) if summary is None else summary
+        # refuses an edited config.toml, and a changed, foreign or mixed summary.json / results.nc
+        problem = problem_from_config(verify_run_config(run_dir, "bounds"))
+    if summary is None:
+        summary = check_summary_fits(load_summary(run_dir), problem.d, run_dir / "summary.json")
     if result is not None:
         P, w, method = result.particles, result.weights, result.method
     else:
-        idata = load_results(run_dir / "results.nc")
-        P = np.asarray(idata.particles["particles"].values)
-        w = np.asarray(idata.particles["weights"].values)
+        P, w, _ = load_measure(run_dir, problem.d)  # finite, (N, d), weights >= 0 summing to 1
         method = summary.get("solver", "")
     seed = int(summary.get("seed", 0))
     bounds = evaluate_bounds(jax.random.fold_in(jax.random.PRNGKey(seed), 11), problem, P, w, summary,
