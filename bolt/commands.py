@@ -68,18 +68,19 @@ def run_state(out: Path) -> str | None:
 
 
 def clear_run_dir(out: Path) -> None:
-    """Remove every file a run directory can hold (those its manifest lists and every bolt output name),
-    then begin an empty manifest: nothing of an old run survives ``--overwrite``."""
-    from bolt.io import MANIFEST_NAME, RUN_DIR_FILES, read_manifest, start_manifest
+    """Remove every file a run directory can hold (those its manifest lists and every bolt output name) under
+    a new, empty manifest: nothing of an old run survives ``--overwrite``, and a kill midway leaves old files
+    the manifest does not list (refused as foreign), never old files passing as new."""
+    from bolt.io import RUN_DIR_FILES, read_manifest, start_manifest
     from bolt.rundir import safe_name
 
     try:
         listed = list((read_manifest(out) or {"files": {}})["files"])
     except ResultsError:  # a corrupt manifest: the known names are removed all the same
         listed = []
-    for name in dict.fromkeys([*RUN_DIR_FILES, *filter(safe_name, listed), MANIFEST_NAME]):
-        (out / name).unlink(missing_ok=True)
     start_manifest(out)
+    for name in dict.fromkeys([*RUN_DIR_FILES, *filter(safe_name, listed)]):
+        (out / name).unlink(missing_ok=True)
 
 
 def _a(state: str) -> str:

@@ -30,7 +30,7 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def _write_replace(path: Path, data: bytes) -> None:
+def _write_replace(path: Path, data: bytes, before_rename=None) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -38,7 +38,14 @@ def _write_replace(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, _umask_mode())
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk: one line naming the file, the previous version kept
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -46,12 +53,14 @@ def _write_replace(path: Path, data: bytes) -> None:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, rename), and record
-    it in the directory's manifest (:func:`record_write`)."""
+    it in the directory's manifest (:func:`record_write`): the new hash is recorded beside the previous
+    one before the rename and alone after it, so at every moment the file matches the manifest."""
     import hashlib
 
     path = Path(path)
-    _write_replace(path, data)
-    record_write(path, hashlib.sha256(data).hexdigest(), len(data))
+    digest = hashlib.sha256(data).hexdigest()
+    _write_replace(path, data, lambda: record_write(path, digest, len(data), pending=True))
+    record_write(path, digest, len(data))
 
 
 # ----------------------------------------------------------------------------- the manifest
@@ -108,9 +117,13 @@ def start_manifest(run_dir: str | Path) -> None:
     _save_manifest(Path(run_dir), {"version": 1, "files": {}})
 
 
-def record_write(path: str | Path, sha256: str, size: int) -> None:
-    """Record a file just written (its hash, size, the command and session) in its directory's manifest —
-    only where the directory has one (a run directory written by an older bolt is left as it was)."""
+def record_write(path: str | Path, sha256: str, size: int, pending: bool = False) -> None:
+    """Record a file written (its hash, size, the command and session) in its directory's manifest — only
+    where the directory has one (a run directory written by an older bolt is left as it was).
+
+    ``pending``: the file is about to be renamed into place; the previous entry is kept under
+    ``previous`` until the rename is recorded, so either version of the file is accepted meanwhile.
+    """
     path = Path(path)
     if path.name == MANIFEST_NAME:
         return
@@ -118,7 +131,11 @@ def record_write(path: str | Path, sha256: str, size: int) -> None:
     if m is None:
         return
     command, session = _writer(path.parent)
-    m["files"][path.name] = {"sha256": sha256, "size": int(size), "command": command, "session": session}
+    entry = {"sha256": sha256, "size": int(size), "command": command, "session": session}
+    old = m["files"].get(path.name)
+    if pending and isinstance(old, dict):
+        entry["previous"] = {k: v for k, v in old.items() if k != "previous"}
+    m["files"][path.name] = entry
     _save_manifest(path.parent, m)
 
 
@@ -234,20 +251,27 @@ def to_inference_data(result, problem=None):
     return idata
 
 
+def _scratch_dir(fallback: Path) -> Path:
+    """A memory-backed directory for serialising NetCDF (``/dev/shm``), else ``fallback``."""
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else fallback
+
+
 def save_results(path: str | Path, idata) -> None:
-    """Write InferenceData to NetCDF atomically (``arviz.from_netcdf`` opens it)."""
+    """Write InferenceData to NetCDF atomically (``arviz.from_netcdf`` opens it).
+
+    HDF5 is serialised into a scratch file in memory (``/dev/shm``) and its bytes then written with
+    :func:`atomic_write_bytes`: a full disk fails in that plain write (one OSError, the previous file
+    kept), never inside HDF5, whose failed close crashed the interpreter at exit."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_scratch_dir(path.parent))
     os.close(fd)
     try:
         idata.to_netcdf(tmp)
-        os.chmod(tmp, _umask_mode())
-        digest, size = file_sha256(tmp), os.path.getsize(tmp)
-        os.replace(tmp, path)
-    except BaseException:
+        data = Path(tmp).read_bytes()
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
-    record_write(path, digest, size)
+    atomic_write_bytes(path, data)
 
 
 def load_results(path: str | Path):

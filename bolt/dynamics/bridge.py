@@ -281,5 +281,8 @@ def evaluate_run(run_dir, *, particles: int = 1000, steps: int = 100, drift: str
         warnings.simplefilter("ignore", UserWarning)  # a non-standard group name is intended
         idata = az.InferenceData(bridge=ds)
     save_results(run_dir / "bridge.nc", idata)  # atomically
+    from bolt._faults import fault_point
+
+    fault_point("bridge:nc")  # between the pair: the manifest then shows two sessions (a mixed pair)
     write_json(run_dir / "bridge.json", out)
     return out

@@ -216,6 +216,9 @@ def evaluate_run(run_dir, *, overrides: dict | None = None, records: int = RECOR
                               reference_samples=reference_samples, greedy_steps=greedy_steps,
                               progress_bar=False if quiet else None)
     _write_nc(run_dir, ds)
+    from bolt._faults import fault_point
+
+    fault_point("dynamics:nc")  # between the pair: the manifest then shows two sessions (a mixed pair)
     write_json(run_dir / "dynamics.json", out)
     return out
 
