@@ -8,7 +8,8 @@ from pathlib import Path
 
 from bolt.errors import ResultsError
 
-__all__ = ["register", "run_config", "PICARD_KEYS", "MFLD_KEYS"]
+__all__ = ["register", "run_config", "PICARD_KEYS", "MFLD_KEYS", "check_checkpoint", "run_state", "promised_outputs",
+           "clear_run_dir"]
 
 DEFAULT_OUT = "bolt-run"
 PICARD_KEYS = ("particles", "chains", "damping", "tolerance", "max_iterations", "min_iterations", "warmup",
@@ -142,7 +143,7 @@ def run_config(cfg: dict | None, out: str | Path, *, resume: bool = False, quiet
                 raise ResultsError(f"resume: the run in {out} is already complete")
             if cfg["solver"]["method"] != "grid" and (out / "checkpoint.npz").is_file():
                 ck = load_checkpoint(out / "checkpoint.npz")
-                _check_checkpoint(ck, cfg, out / "checkpoint.npz")
+                check_checkpoint(ck, cfg, out / "checkpoint.npz")
             # no checkpoint: the run died before its first one; it starts again from its saved config
         else:
             if state is not None and not overwrite:
@@ -156,7 +157,7 @@ def run_config(cfg: dict | None, out: str | Path, *, resume: bool = False, quiet
         return _solve_and_write(cfg, problem, out, ck, quiet, fp)
 
 
-def _check_checkpoint(ck: dict, cfg: dict, path: Path) -> None:
+def check_checkpoint(ck: dict, cfg: dict, path: Path) -> None:
     """A checkpoint (perhaps from an older bolt, without a config hash) must fit the config it resumes, and
     hold every array the solver restores, finite (one line naming the array)."""
     import numpy as np

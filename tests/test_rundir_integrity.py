@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,7 +93,7 @@ def _rewrite_results(run, fn, *, keep_manifest=False):
     path.unlink()
     new.to_netcdf(str(path))
     if not keep_manifest:
-        (run / "manifest.json").unlink()
+        (run / "manifest.json").unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------ item 5: the manifest
@@ -157,8 +158,10 @@ def _scale(f):
 
 
 def _weight(i, v):
+    """Weight i set to v, the next one changed so that the weights still sum to 1."""
     def go(ds):
         w = ds["weights"].values.copy()
+        w[i + 1] += w[i] - v
         w[i] = v
         ds["weights"] = ("particle", w)
         return ds
@@ -190,8 +193,12 @@ CORRUPT = {"weight -1": (_weight(5, -1.0), "weights"), "one particle": (_one_par
            "no particles variable": (_no_particles, "'particles'"), "all weights 0": (_zero_weights, "weights")}
 
 
-@pytest.mark.parametrize("command", ["bounds", "report", "bridge"])
-@pytest.mark.parametrize("case", list(CORRUPT))
+#: every case through bolt bounds; two through report and bridge in the default suite, all of them under -m slow
+CORRUPT_CASES = [pytest.param(cmd, case, marks=() if cmd == "bounds" or case in ("NaN particle", "weight -1")
+                              else pytest.mark.slow) for cmd in ("bounds", "report", "bridge") for case in CORRUPT]
+
+
+@pytest.mark.parametrize("command, case", CORRUPT_CASES)
 def test_corrupt_results_nc_is_one_line_naming_the_variable(run, capsys, command, case):
     fn, word = CORRUPT[case]
     _rewrite_results(run, fn)
@@ -204,7 +211,7 @@ def test_corrupt_results_nc_is_one_line_naming_the_variable(run, capsys, command
                                               ("risk_se", -0.5, "risk_se")])
 @pytest.mark.parametrize("command", ["bounds", "bridge"])
 def test_a_wrong_summary_is_never_carried_into_bounds_or_bridge(run, capsys, key, value, word, command):
-    (run / "manifest.json").unlink()  # written by an older bolt: the contents are what is checked
+    (run / "manifest.json").unlink(missing_ok=True)  # written by an older bolt: the contents are what is checked
     s = json.loads((run / "summary.json").read_text())
     s[key] = value
     if key == "mean":
@@ -217,7 +224,7 @@ def test_a_wrong_summary_is_never_carried_into_bounds_or_bridge(run, capsys, key
 
 
 def test_report_refuses_a_bridge_json_of_the_wrong_shape(run, capsys):
-    (run / "manifest.json").unlink()
+    (run / "manifest.json").unlink(missing_ok=True)
     (run / "bridge.json").write_text("[]")
     rc, err = _cli(capsys, "report", str(run))
     _one_line_refusal(rc, err, "bridge.json", f"bolt bridge {run}")
@@ -263,6 +270,19 @@ DYN_OVER = {"kind": "sgd", "particles": 8, "steps": 8, "repetitions": 2, "miniba
 DYNAMICS = dict(records=4, reference_samples=64, greedy_steps=4, quiet=True)
 
 
+@pytest.mark.parametrize("command", ["bridge", "dynamics"])
+def test_two_files_of_a_pair_from_two_invocations_are_refused(run, capsys, command):
+    """The fast variant of the kill below: the .json from one invocation, the .nc from the next."""
+    from bolt.io import RunLock, atomic_write_bytes
+
+    for i, name in enumerate((f"{command}.json", f"{command}.nc")):
+        with RunLock(run, command):
+            atomic_write_bytes(run / name, b"seed %d" % i)
+    rc, err = _cli(capsys, "report", str(run))
+    _one_line_refusal(rc, err, f"{command}.json", "two different invocations", f"bolt {command} {run}")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["bridge", "dynamics"])
 def test_a_command_killed_between_its_two_files_leaves_a_pair_that_is_refused(bridged, tmp_path, monkeypatch,
                                                                               capsys, command):
@@ -348,6 +368,24 @@ CK = {"no field_*": (_drop("field_"), "field_"), "no mcmc_*": (_drop("mcmc_"), "
 
 
 @pytest.mark.parametrize("case", list(CK))
+def test_a_corrupt_checkpoint_is_refused_naming_the_array(case):
+    """The fast variant of the resume below: a checkpoint of the Picard layout, checked against its config."""
+    from bolt.commands import check_checkpoint
+    from bolt.problem.model import Field
+
+    cfg = resolve_config(TINY)
+    n = cfg["solver"]["particles"]
+    good = {"iteration": np.asarray(1), "samples": np.zeros((n, 1)), "mcmc_leaves": np.asarray(2),
+            "mcmc_0": np.zeros(3), "mcmc_1": np.zeros((2, 1)), "trace_residual": np.zeros(2),
+            **{f"field_{f}": np.ones((4, 1) if f == "particles" else 4) for f in Field._fields}}
+    check_checkpoint(good, cfg, Path("ck.npz"))
+    fn, word = CK[case]
+    with pytest.raises(ResultsError, match=f"ck.npz: {word}"):
+        check_checkpoint(fn(good), cfg, Path("ck.npz"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CK))
 def test_a_corrupt_checkpoint_is_one_line_on_resume(checkpointed, tmp_path, capsys, case):
     run = tmp_path / "run"
     shutil.copytree(checkpointed, run)
@@ -357,7 +395,7 @@ def test_a_corrupt_checkpoint_is_one_line_on_resume(checkpointed, tmp_path, caps
     np.savez(run / "checkpoint.npz", **data)
     rc, err = _cli(capsys, "run", "--resume", str(run), "--quiet")  # the manifest sees the change
     _one_line_refusal(rc, err, "checkpoint.npz", "changed")
-    (run / "manifest.json").unlink()  # an older bolt's directory: the arrays themselves are checked
+    (run / "manifest.json").unlink(missing_ok=True)  # an older bolt's directory: the arrays themselves are checked
     rc, err = _cli(capsys, "run", "--resume", str(run), "--quiet")
     _one_line_refusal(rc, err, "checkpoint.npz", word)
 
@@ -448,10 +486,39 @@ def _in_small_fs(tmp_path, script: str, size="40k"):
                           capture_output=True, text=True, timeout=600, env=dict(os.environ))
 
 
+def test_a_failed_write_of_results_nc_keeps_the_old_file_and_the_manifest(run, monkeypatch):
+    """The fast variant of the disk-full run below (the write error injected): one OSError naming the file,
+    no temporary file, the previous results.nc and its manifest entry kept."""
+    import errno
+
+    import arviz as az
+
+    import bolt.io
+    from bolt.rundir import verify_run_files
+
+    before, manifest = (run / "results.nc").read_bytes(), (run / "manifest.json").read_bytes()
+    idata = az.from_netcdf(run / "results.nc")
+    idata.load()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(bolt.io.os, "fsync", full)
+    with pytest.raises(OSError, match="No space left") as info:
+        bolt.io.save_results(run / "results.nc", idata)
+    assert info.value.filename == str(run / "results.nc")
+    monkeypatch.undo()
+    assert (run / "results.nc").read_bytes() == before and (run / "manifest.json").read_bytes() == manifest
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+    verify_run_files(run, "report")
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(NO_TMPFS is not None, reason=str(NO_TMPFS))
-def test_a_full_disk_while_writing_results_nc_is_one_line_and_the_run_resumes(tmp_path):
-    """A 40 kB tmpfs: bolt run fails writing results.nc (today: 'Segmentation fault', exit 139); with 4 MB the
-    same directory resumes to the finished run."""
+@pytest.mark.parametrize("size", ["36k", "44k"])
+def test_a_full_disk_while_writing_results_nc_is_one_line_and_the_run_resumes(tmp_path, size):
+    """A 36 or 44 kB tmpfs: bolt run fails writing results.nc (before: 'Segmentation fault', exit 139, or h5py
+    tracebacks); with 4 MB the same directory resumes to the finished run."""
     from bolt.config import dump_toml
 
     (tmp_path / "c.toml").write_text(dump_toml(_cfg()))
@@ -459,7 +526,7 @@ def test_a_full_disk_while_writing_results_nc_is_one_line_and_the_run_resumes(tm
     d = tmp_path / "fs" / "run"
     r = _in_small_fs(tmp_path, f"{bolt} run {tmp_path / 'c.toml'} --out {d} --quiet; echo rc=$?; "
                      f"echo first: $(ls -A {d}); mount -o remount,size=4m {tmp_path / 'fs'} && "
-                     f"{bolt} run --resume {d} --quiet; echo rc=$?; echo second: $(ls -A {d})")
+                     f"{bolt} run --resume {d} --quiet; echo rc=$?; echo second: $(ls -A {d})", size=size)
     lines = r.stdout.splitlines()
     assert lines[0] == "rc=1" and "Segmentation" not in r.stderr and "Traceback" not in r.stderr, r
     assert r.stderr.count("bolt: error:") == 1 and "No space left on device" in r.stderr, r.stderr
