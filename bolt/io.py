@@ -418,7 +418,7 @@ class RunLock:
     def _create(self, text: str) -> None:
         """The lock file with its content, or FileExistsError: written to a temporary file first and
         hard-linked into place (exclusive), so a full disk never leaves an empty lock behind."""
-        fd, tmp = tempfile.mkstemp(prefix=f"{LOCK_NAME}.", suffix=".tmp", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp.", suffix=LOCK_NAME, dir=self.path.parent)
         try:
             with os.fdopen(fd, "w") as fh:
                 fh.write(text)

@@ -143,20 +143,22 @@ def _holds(out: Path) -> bool:
     return out.is_dir() and any((out / f).exists() for f in (*SWEEP_FILES, "points"))
 
 
-def _same_sweep_file(spec, out: Path) -> None:
-    """``--resume`` continues the sweep of the same sweep file: ``OUT/sweep.toml`` must parse to the same table."""
-    import tomllib
+def _keeps_old_points(spec, out: Path) -> None:
+    """``--resume`` continues the sweep in ``out``: the sweep file may have grown (new points, new steps), but
+    every point of the sweep there must still be one of its points, or its aggregates would be replaced by
+    another sweep's."""
+    import json
 
-    saved = out / "sweep.toml"
-    if not saved.is_file():
-        return
     try:
-        same = tomllib.loads(saved.read_text(encoding="utf-8-sig")) == tomllib.loads(spec.text)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        same = False
-    if not same:
-        raise ResultsError(f"--resume: {out} holds the sweep of another sweep file ({saved} differs from the one "
-                           f"given); resume with that file, use another --out, or replace it with --overwrite")
+        old = {r["name"] for r in json.loads((out / "sweep.json").read_text(encoding="utf-8"))["points"]}
+    except (OSError, ValueError, KeyError, TypeError):  # no (readable) record: the point directories
+        old = {p.name for p in (out / "points").iterdir() if p.is_dir()} if (out / "points").is_dir() else set()
+    gone = sorted(old - {p.name for p in spec.points})
+    if gone:
+        more = f" and {len(gone) - 3} more" if len(gone) > 3 else ""
+        raise ResultsError(f"--resume: {out} holds a sweep with points this sweep file does not have "
+                           f"({', '.join(gone[:3])}{more}): another sweep file? Resume with its own "
+                           f"({out}/sweep.toml), use another --out, or replace it with --overwrite")
 
 
 def prepare_out(spec, out: Path, *, resume: bool, overwrite: bool) -> None:
@@ -168,7 +170,7 @@ def prepare_out(spec, out: Path, *, resume: bool, overwrite: bool) -> None:
     if _holds(out) and not resume and not overwrite:
         raise ResultsError(f"--out: {out} holds a sweep; continue it with --resume, or replace it with --overwrite")
     if resume and not overwrite:
-        _same_sweep_file(spec, out)
+        _keeps_old_points(spec, out)
         from bolt.config import load_config
 
         for p in spec.points:
