@@ -185,7 +185,7 @@ def check_checkpoint(ck: dict, cfg: dict, path: Path) -> None:
         _ck_need(v.ndim == 0 and np.issubdtype(v.dtype, np.integer) and int(v) >= 0, path, name,
                  "an integer >= 0", v)
     for name, v in ck.items():
-        if name == key or name.startswith(("field_", "last_field_", "mcmc_")):
+        if name == key or name.startswith(("field_", "last_field_")):  # (a sampler state may hold an inf)
             v = np.asarray(v)
             if np.issubdtype(v.dtype, np.floating):
                 _ck_need(bool(np.all(np.isfinite(v))), path, name, "finite", "NaN or inf")
