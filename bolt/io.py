@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bolt.errors import ResultsError
+from bolt.rundir import MANIFEST_NAME, file_sha256, read_manifest
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "save_checkpoint", "load_checkpoint",
            "to_inference_data", "save_results", "load_results", "load_summary", "load_json", "load_bounds",
@@ -65,43 +66,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 # ----------------------------------------------------------------------------- the manifest
 
-MANIFEST_NAME = "manifest.json"
 #: every file a run directory can hold (a directory written before the manifest existed has no list)
 RUN_DIR_FILES = ("config.toml", "summary.json", "checkpoint.npz", "results.nc", "bounds.json", "report.html",
                  "bridge.json", "bridge.nc", "dynamics.json", "dynamics.nc")
 #: run directories this process holds the lock of: resolved path -> (command, session id)
 _HELD: dict[Path, tuple[str, str]] = {}
 _SESSION = os.urandom(6).hex()  # writes outside any lock (the Python API) in this process
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's content."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def read_manifest(run_dir: str | Path) -> dict | None:
-    """``RUN_DIR/manifest.json`` (``{"version": 1, "files": {name: {sha256, size, command, session}}}``), or
-    None when the directory has none; a corrupt one is a one-line error."""
-    path = Path(run_dir) / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    try:
-        m = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ResultsError(f"results: {path} is corrupt ({exc}); remove it (the files are then checked by "
-                           f"content only) or rewrite the run: bolt run CONFIG --out {run_dir} --overwrite") from None
-    ok = isinstance(m, dict) and isinstance(m.get("files"), dict) and all(
-        isinstance(e, dict) and isinstance(e.get("sha256"), str) for e in m["files"].values())
-    if not ok:
-        raise ResultsError(f"results: {path} is not a bolt manifest (files: name -> sha256); remove it or rewrite "
-                           f"the run: bolt run CONFIG --out {run_dir} --overwrite")
-    return m
 
 
 def _save_manifest(run_dir: Path, m: dict) -> None:

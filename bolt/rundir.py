@@ -20,7 +20,8 @@ from bolt.errors import ResultsError
 
 __all__ = ["config_digest", "data_digest", "fingerprint", "config_text", "verify_run_config", "config_changes",
            "check_summary", "check_bounds", "check_results_finite", "MAX_ABS_RESULT", "verify_run_files",
-           "rewrite_hint", "safe_name", "check_measure", "check_summary_fits", "READS", "PAIRS"]
+           "MANIFEST_NAME", "file_sha256", "read_manifest", "rewrite_hint", "safe_name",
+           "check_measure", "check_summary_fits", "READS", "PAIRS"]
 
 _HEADER = re.compile(r"^#\s*bolt:\s*(config|data)\s+sha256\s+([0-9a-f]{64})\s*$", re.M)
 
@@ -172,6 +173,38 @@ def verify_run_config(run_dir, command: str, reads=None) -> dict:
 
 # ----------------------------------------------------------------------------- the manifest
 
+MANIFEST_NAME = "manifest.json"
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(run_dir: str | Path) -> dict | None:
+    """``RUN_DIR/manifest.json`` (``{"version": 1, "files": {name: {sha256, size, command, session}}}``), or
+    None when the directory has none; a corrupt one is a one-line error."""
+    path = Path(run_dir) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"results: {path} is corrupt ({exc}); remove it (the files are then checked by "
+                           f"content only) or rewrite the run: bolt run CONFIG --out {run_dir} --overwrite") from None
+    ok = isinstance(m, dict) and isinstance(m.get("files"), dict) and all(
+        isinstance(e, dict) and isinstance(e.get("sha256"), str) for e in m["files"].values())
+    if not ok:
+        raise ResultsError(f"results: {path} is not a bolt manifest (files: name -> sha256); remove it or rewrite "
+                           f"the run: bolt run CONFIG --out {run_dir} --overwrite")
+    return m
+
+
+
 _RUN = ("config.toml", "summary.json", "results.nc")
 #: the files each command reads (and so checks against the manifest) before it works
 READS = {"resume": ("config.toml", "checkpoint.npz"), "bounds": _RUN, "bridge": _RUN, "dynamics": _RUN,
@@ -200,8 +233,6 @@ def verify_run_files(run_dir, command: str, reads=None) -> None:
     ``reads`` defaults to :data:`READS` of the command (nothing for an unknown one). A directory without a
     manifest (written by an older bolt) is checked by content only, where the files are loaded.
     """
-    from bolt.io import MANIFEST_NAME, file_sha256, read_manifest
-
     run_dir = Path(run_dir)
     m = read_manifest(run_dir)
     reads = READS.get(command, ()) if reads is None else tuple(reads)
