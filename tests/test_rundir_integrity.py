@@ -553,3 +553,21 @@ def test_a_full_disk_while_taking_the_lock_leaves_no_lock(run, tmp_path):
                      f"{bolt} bounds {d}; echo rc=$?; ls -a {d}", size="64k")
     assert "rc=2" in r.stdout and ".bolt.lock" not in r.stdout, r
     assert r.stderr.count("bolt: error:") == 1 and "No space left" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(NO_TMPFS is not None, reason=str(NO_TMPFS))
+@pytest.mark.parametrize("size", ["92k", "100k"])
+def test_a_full_disk_while_writing_bridge_nc_is_one_line_and_bridge_reruns(run, tmp_path, size):
+    """The run's files fit, bridge.nc (~50 kB) does not (before: 'Segmentation fault', exit 139, and at 92k a
+    .bolt.lock and a half-written .bridge.nc.*.tmp left behind); with 4 MB bolt bridge writes the pair."""
+    d = tmp_path / "fs" / "run"
+    bridge = f"{sys.executable} -m bolt.cli bridge {d} --particles 64 --steps 8 --inner 8 --quiet"
+    r = _in_small_fs(tmp_path, f"cp -r {run} {d} && {bridge}; echo rc=$?; echo first: $(ls -A {d}); "
+                     f"mount -o remount,size=4m {tmp_path / 'fs'} && {bridge}; echo rc=$?; echo second: $(ls -A {d})",
+                     size=size)
+    lines = r.stdout.splitlines()
+    assert lines[0] == "rc=1" and "Segmentation" not in r.stderr and "Traceback" not in r.stderr, r
+    assert r.stderr.count("bolt: error:") == 1 and "No space left on device" in r.stderr, r.stderr
+    assert "bridge.nc" not in lines[1] and ".tmp" not in lines[1] and ".bolt.lock" not in lines[1], lines
+    assert lines[2] == "rc=0" and "bridge.nc" in lines[3] and "bridge.json" in lines[3], r
