@@ -5,7 +5,10 @@ Points of ``bolt run``: ``started`` (``config.toml`` written, no checkpoint yet)
 ``final-block:J`` (Picard, before final block J is drawn), ``solved`` (after the last checkpoint,
 before anything is written), ``results`` (after ``results.nc``, before ``summary.json``), ``summary``
 (after ``summary.json``, before bounds and report), ``outputs`` (before the checkpoint is removed).
-SIGNAL is a name without ``SIG``: ``INT``, ``TERM``, ``KILL``. Unset, the hook does nothing.
+``bolt bridge`` / ``bolt dynamics``: ``bridge:nc`` / ``dynamics:nc`` (the ``.nc`` written, the ``.json`` not).
+``bolt sweep``: ``sweep:checked`` (``--out`` checked, the lock not yet taken).
+SIGNAL is a name without ``SIG``: ``INT``, ``TERM``, ``KILL``, ``STOP`` (a test then continues the process).
+Unset, the hook does nothing.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from bolt.errors import ResultsError
 
-__all__ = ["register", "run_config", "PICARD_KEYS", "MFLD_KEYS"]
+__all__ = ["register", "run_config", "PICARD_KEYS", "MFLD_KEYS", "check_checkpoint", "run_state", "promised_outputs",
+           "clear_run_dir"]
 
 DEFAULT_OUT = "bolt-run"
 PICARD_KEYS = ("particles", "chains", "damping", "tolerance", "max_iterations", "min_iterations", "warmup",
@@ -37,16 +38,50 @@ def solver_settings(cfg: dict) -> dict:
     return {"grid_points": s["grid_points"], "damping": s["damping"], "tolerance": s["tolerance"]}
 
 
-RUN_FILES = ("config.toml", "summary.json", "checkpoint.npz", "results.nc", "bounds.json", "report.html")
+def promised_outputs(cfg: dict) -> list[str]:
+    """The files a finished run of ``cfg`` holds: its results and every output ``[output]`` asks for."""
+    o = cfg.get("output", {}) if isinstance(cfg, dict) else {}
+    out = ["config.toml", "results.nc", "summary.json"]
+    out += ["bounds.json"] if o.get("bounds", True) else []
+    out += ["bridge.json", "bridge.nc"] if o.get("bridge", False) else []
+    out += ["report.html"] if o.get("report", True) else []
+    return out
+
+
+def _promised(out: Path) -> list[str]:
+    import tomllib
+
+    try:
+        return promised_outputs(tomllib.loads((out / "config.toml").read_text(encoding="utf-8-sig")))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return promised_outputs({})  # an unreadable config.toml is reported where it is read
 
 
 def run_state(out: Path) -> str | None:
-    """``"finished"``, ``"in progress"`` (a config or checkpoint but no summary) or ``None`` for a directory."""
-    if (out / "summary.json").is_file() and not (out / "checkpoint.npz").is_file():
+    """``"finished"`` (every output the run promised written, no checkpoint), ``"in progress"`` (a config,
+    checkpoint or summary, but not all of them) or ``None`` for a directory."""
+    if (out / "summary.json").is_file() and not (out / "checkpoint.npz").is_file() \
+            and all((out / f).is_file() for f in _promised(out)):
         return "finished"
     if any((out / f).exists() for f in ("config.toml", "checkpoint.npz", "summary.json")):
         return "in progress"
     return None
+
+
+def clear_run_dir(out: Path) -> None:
+    """Remove every file a run directory can hold (those its manifest lists and every bolt output name) under
+    a new, empty manifest: nothing of an old run survives ``--overwrite``, and a kill midway leaves old files
+    the manifest does not list (refused as foreign), never old files passing as new."""
+    from bolt.io import RUN_DIR_FILES, read_manifest, start_manifest
+    from bolt.rundir import safe_name
+
+    try:
+        listed = list((read_manifest(out) or {"files": {}})["files"])
+    except ResultsError:  # a corrupt manifest: the known names are removed all the same
+        listed = []
+    start_manifest(out)
+    for name in dict.fromkeys([*RUN_DIR_FILES, *filter(safe_name, listed)]):
+        (out / name).unlink(missing_ok=True)
 
 
 def _a(state: str) -> str:
@@ -108,14 +143,13 @@ def run_config(cfg: dict | None, out: str | Path, *, resume: bool = False, quiet
                 raise ResultsError(f"resume: the run in {out} is already complete")
             if cfg["solver"]["method"] != "grid" and (out / "checkpoint.npz").is_file():
                 ck = load_checkpoint(out / "checkpoint.npz")
-                _check_checkpoint(ck, cfg, out / "checkpoint.npz")
+                check_checkpoint(ck, cfg, out / "checkpoint.npz")
             # no checkpoint: the run died before its first one; it starts again from its saved config
         else:
             if state is not None and not overwrite:
                 raise ResultsError(f"--out: {out} holds {_a(state)} run (written meanwhile by another process); "
                                    f"continue it with `bolt run --resume {out}`, or replace it with --overwrite")
-            for name in RUN_FILES:  # --overwrite (or a fresh directory): nothing of an old run survives
-                (out / name).unlink(missing_ok=True)
+            clear_run_dir(out)  # --overwrite (or a fresh directory): nothing of an old run survives
             atomic_write_text(out / "config.toml", config_text(cfg, fp))
             from bolt._faults import fault_point
 
@@ -123,8 +157,13 @@ def run_config(cfg: dict | None, out: str | Path, *, resume: bool = False, quiet
         return _solve_and_write(cfg, problem, out, ck, quiet, fp)
 
 
-def _check_checkpoint(ck: dict, cfg: dict, path: Path) -> None:
-    """A checkpoint (perhaps from an older bolt, without a config hash) must fit the config it resumes."""
+def check_checkpoint(ck: dict, cfg: dict, path: Path) -> None:
+    """A checkpoint (perhaps from an older bolt, without a config hash) must fit the config it resumes, and
+    hold every array the solver restores, finite (one line naming the array)."""
+    import numpy as np
+
+    from bolt.problem.model import Field
+
     s, d = cfg["solver"], cfg["problem"]["dim"]
     key = "particles" if s["method"] == "mfld" else "samples"
     arr = ck.get(key)
@@ -133,6 +172,30 @@ def _check_checkpoint(ck: dict, cfg: dict, path: Path) -> None:
         got = None if arr is None else getattr(arr, "shape", None)
         raise ResultsError(f"resume: {path} does not fit {path.parent}/config.toml ({key} of shape {got}, the config "
                            f"needs {want}: solver.particles x problem.dim); start a new run with --out NEW")
+    need = [key, "iteration"]
+    if s["method"] != "mfld":
+        need += [f"field_{n}" for n in Field._fields] + ["mcmc_leaves", "trace_residual"]
+        if "mcmc_leaves" in ck and np.ndim(ck["mcmc_leaves"]) == 0 and np.issubdtype(ck["mcmc_leaves"].dtype,
+                                                                                      np.integer):
+            need += [f"mcmc_{i}" for i in range(max(int(ck["mcmc_leaves"]), 0))]
+    for name in need:
+        _ck_need(name in ck, path, name, "present", "missing")
+    for name in ("iteration", *(["mcmc_leaves"] if "mcmc_leaves" in need else [])):
+        v = np.asarray(ck[name])
+        _ck_need(v.ndim == 0 and np.issubdtype(v.dtype, np.integer) and int(v) >= 0, path, name,
+                 "an integer >= 0", v)
+    for name, v in ck.items():
+        if name == key or name.startswith(("field_", "last_field_")):  # (a sampler state may hold an inf)
+            v = np.asarray(v)
+            if np.issubdtype(v.dtype, np.floating):
+                _ck_need(bool(np.all(np.isfinite(v))), path, name, "finite", "NaN or inf")
+
+
+def _ck_need(cond: bool, path: Path, name: str, want: str, got) -> None:
+    if not cond:
+        raise ResultsError(f"resume: {path}: {name} must be {want}, got {got}; the checkpoint is corrupt: "
+                           f"remove it to start the run again from its config.toml, or start a new run with "
+                           f"--out NEW")
 
 
 def check_run(cfg: dict) -> None:
@@ -159,7 +222,7 @@ def _solve_and_write(cfg: dict, problem, out: Path, ck, quiet: bool, fp: dict | 
 
     from bolt._faults import fault_point
     from bolt.estimators.summary import summarize, summarize_to_precision
-    from bolt.io import save_checkpoint, save_results, to_inference_data, write_json
+    from bolt.io import remove_run_file, save_checkpoint, save_results, to_inference_data, write_json
     from bolt.rundir import check_results_finite, fingerprint
     from bolt.solve import solve
 
@@ -224,7 +287,7 @@ def _solve_and_write(cfg: dict, problem, out: Path, ck, quiet: bool, fp: dict | 
         timings["report"] = time.perf_counter() - t0
     write_json(out / "summary.json", summary)  # now with every phase's time
     fault_point("outputs")
-    (out / "checkpoint.npz").unlink(missing_ok=True)
+    remove_run_file(out / "checkpoint.npz")
     return summary
 
 

@@ -1,7 +1,9 @@
 """Run directories: atomic writes, ``results.nc`` (ArviZ InferenceData), checkpoints, ``summary.json``.
 
 Every file is written to a temporary name in the same directory and renamed into place, so an
-interruption never leaves a half-written file.
+interruption never leaves a half-written file. In a run directory that holds a ``manifest.json``
+(every one ``bolt run`` writes), each such write also records the file's SHA-256, size and the
+command that wrote it there (:func:`record_write`); :func:`bolt.rundir.verify_run_files` checks it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from bolt.errors import ResultsError
+from bolt.rundir import MANIFEST_NAME, file_sha256, read_manifest
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "save_checkpoint", "load_checkpoint",
            "to_inference_data", "save_results", "load_results", "load_summary", "load_json", "load_bounds",
-           "RunLock", "clean_stale_temporaries", "load_field"]
+           "RunLock", "clean_stale_temporaries", "load_measure", "MANIFEST_NAME", "read_manifest", "start_manifest",
+           "record_write", "remove_run_file", "file_sha256", "RUN_DIR_FILES", "load_field"]
 
 
 def _umask_mode() -> int:
@@ -27,9 +31,7 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, rename)."""
-    path = Path(path)
+def _write_replace(path: Path, data: bytes, before_rename=None) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -37,10 +39,84 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, _umask_mode())
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk: one line naming the file, the previous version kept
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, rename), and record
+    it in the directory's manifest (:func:`record_write`): the new hash is recorded beside the previous
+    one before the rename and alone after it, so at every moment the file matches the manifest."""
+    import hashlib
+
+    path = Path(path)
+    digest = hashlib.sha256(data).hexdigest()
+    _write_replace(path, data, lambda: record_write(path, digest, len(data), pending=True))
+    record_write(path, digest, len(data))
+
+
+# ----------------------------------------------------------------------------- the manifest
+
+#: every file a run directory can hold (a directory written before the manifest existed has no list)
+RUN_DIR_FILES = ("config.toml", "summary.json", "checkpoint.npz", "results.nc", "bounds.json", "report.html",
+                 "bridge.json", "bridge.nc", "dynamics.json", "dynamics.nc")
+#: run directories this process holds the lock of: resolved path -> (command, session id)
+_HELD: dict[Path, tuple[str, str]] = {}
+_SESSION = os.urandom(6).hex()  # writes outside any lock (the Python API) in this process
+
+
+def _save_manifest(run_dir: Path, m: dict) -> None:
+    _write_replace(run_dir / MANIFEST_NAME, (json.dumps(m, indent=1, sort_keys=True) + "\n").encode())
+
+
+def _writer(run_dir: Path) -> tuple[str, str]:
+    return _HELD.get(run_dir.resolve(), ("python", _SESSION))
+
+
+def start_manifest(run_dir: str | Path) -> None:
+    """Begin an empty manifest: every later write into ``run_dir`` is recorded in it."""
+    _save_manifest(Path(run_dir), {"version": 1, "files": {}})
+
+
+def record_write(path: str | Path, sha256: str, size: int, pending: bool = False) -> None:
+    """Record a file written (its hash, size, the command and session) in its directory's manifest — only
+    where the directory has one (a run directory written by an older bolt is left as it was).
+
+    ``pending``: the file is about to be renamed into place; the previous entry is kept under
+    ``previous`` until the rename is recorded, so either version of the file is accepted meanwhile.
+    """
+    path = Path(path)
+    if path.name == MANIFEST_NAME:
+        return
+    m = read_manifest(path.parent)
+    if m is None:
+        return
+    command, session = _writer(path.parent)
+    entry = {"sha256": sha256, "size": int(size), "command": command, "session": session}
+    old = m["files"].get(path.name)
+    if pending and isinstance(old, dict):
+        entry["previous"] = {k: v for k, v in old.items() if k != "previous"}
+    m["files"][path.name] = entry
+    _save_manifest(path.parent, m)
+
+
+def remove_run_file(path: str | Path) -> None:
+    """Remove a file of a run directory and its manifest entry."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    m = read_manifest(path.parent)
+    if m is not None and path.name in m["files"]:
+        del m["files"][path.name]
+        _save_manifest(path.parent, m)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -186,18 +262,27 @@ def load_field(idata, path: str | Path, problem):
     return Field(jnp.asarray(P.reshape(-1, problem.d)), jnp.asarray(a), jnp.asarray(fh))
 
 
+def _scratch_dir(fallback: Path) -> Path:
+    """A memory-backed directory for serialising NetCDF (``/dev/shm``), else ``fallback``."""
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else fallback
+
+
 def save_results(path: str | Path, idata) -> None:
-    """Write InferenceData to NetCDF atomically (``arviz.from_netcdf`` opens it)."""
+    """Write InferenceData to NetCDF atomically (``arviz.from_netcdf`` opens it).
+
+    HDF5 is serialised into a scratch file in memory (``/dev/shm``) and its bytes then written with
+    :func:`atomic_write_bytes`: a full disk fails in that plain write (one OSError, the previous file
+    kept), never inside HDF5, whose failed close crashed the interpreter at exit."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_scratch_dir(path.parent))
     os.close(fd)
     try:
         idata.to_netcdf(tmp)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
+        data = Path(tmp).read_bytes()
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def load_results(path: str | Path):
@@ -215,6 +300,22 @@ def load_results(path: str | Path):
         if g not in idata.groups():
             raise ResultsError(f"results: {path} lacks the group {g!r}")
     return idata
+
+
+def load_measure(run_dir: str | Path, d: int):
+    """``(particles, weights, idata)`` of ``results.nc``, checked (:func:`bolt.rundir.check_measure`): one-line
+    errors naming the file and the variable."""
+    from bolt.rundir import check_measure
+
+    path = Path(run_dir) / "results.nc"
+    idata = load_results(path)
+    try:
+        P, w = idata.particles["particles"].values, idata.particles["weights"].values
+    except KeyError as exc:
+        raise ResultsError(f"results: {path} lacks the variable {exc.args[0]!r} of the group 'particles'; "
+                           f"not a results.nc bolt run writes") from None
+    P, w = check_measure(P, w, d, path)
+    return P, w, idata
 
 
 def load_json(path: str | Path):
@@ -253,8 +354,7 @@ def load_summary(run_dir: str | Path) -> dict:
 
 LOCK_NAME = ".bolt.lock"
 #: files a run directory may hold; a killed atomic write of one leaves ``.NAME.XXXXXXXX.tmp``
-TEMP_NAMES = ("config.toml", "summary.json", "checkpoint.npz", "results.nc", "bounds.json", "report.html",
-              "bridge.json", "bridge.nc")
+TEMP_NAMES = (*RUN_DIR_FILES, MANIFEST_NAME)
 
 
 def clean_stale_temporaries(run_dir: str | Path) -> list[str]:
@@ -263,7 +363,11 @@ def clean_stale_temporaries(run_dir: str | Path) -> list[str]:
     Only safe under the run-directory lock (no other bolt process is writing there).
     """
     removed = []
-    for name in TEMP_NAMES:
+    try:
+        listed = tuple((read_manifest(run_dir) or {"files": {}})["files"])
+    except ResultsError:
+        listed = ()
+    for name in dict.fromkeys((*TEMP_NAMES, *listed)):
         for p in Path(run_dir).glob(f".{name}.*.tmp"):
             try:
                 p.unlink()
@@ -304,37 +408,64 @@ class RunLock:
         me = f"{os.getpid()} {host} {self.command}\n"
         for _ in range(2):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except OSError as exc:
-                if not isinstance(exc, FileExistsError):  # checked before any work: not after the bounds
-                    raise ResultsError(f"{self.path.parent}: cannot write to this directory "
-                                       f"({exc.strerror or exc})") from None
-                try:
-                    pid_s, lock_host, *what = self.path.read_text().split()
-                    pid = int(pid_s)
-                except (OSError, ValueError):  # unreadable: stale unless just created (its writer is mid-write)
-                    pid, lock_host, what = -1, host, ["?"]
-                    try:
-                        young = time.time() - self.path.stat().st_mtime < 5.0
-                    except OSError:
-                        young = False
-                    if young:
-                        raise ResultsError(f"{self.path.parent}: another bolt process is taking the run-directory "
-                                           f"lock {self.path}; wait for it") from None
+                self._create(me)
+            except FileExistsError:
+                pid, lock_host, what = self._holder(host)
                 if lock_host == host and (pid < 0 or not _pid_alive(pid)):
                     self.path.unlink(missing_ok=True)  # stale: its process is gone
                     continue
                 raise ResultsError(f"{self.path.parent}: another bolt process (pid {pid} on {lock_host}, "
                                    f"{' '.join(what) or '?'}) is writing this run directory; wait for it, or "
                                    f"remove {self.path} if that process is gone") from None
-            with os.fdopen(fd, "w") as fh:
-                fh.write(me)
+            except OSError as exc:  # checked before any work: not after the bounds
+                raise ResultsError(f"{self.path.parent}: cannot write to this directory "
+                                   f"({exc.strerror or exc})") from None
             self.held = True
+            _HELD[self.path.parent.resolve()] = (self.command, os.urandom(6).hex())
             clean_stale_temporaries(self.path.parent)
             return self
         raise ResultsError(f"{self.path}: could not take the run-directory lock")
 
+    def _create(self, text: str) -> None:
+        """The lock file with its content, or FileExistsError: written to a temporary file first and
+        hard-linked into place (exclusive), so a full disk never leaves an empty lock behind."""
+        fd, tmp = tempfile.mkstemp(prefix=".tmp.", suffix=LOCK_NAME, dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+                fh.flush()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                raise
+            except OSError:  # a filesystem without hard links: exclusive create (not atomic with the write)
+                fd2 = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                try:
+                    with os.fdopen(fd2, "w") as fh:
+                        fh.write(text)
+                except OSError:
+                    self.path.unlink(missing_ok=True)
+                    raise
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def _holder(self, host: str) -> tuple[int, str, list]:
+        """``(pid, host, command words)`` of the lock's holder; an unreadable lock is stale unless just created."""
+        try:
+            pid_s, lock_host, *what = self.path.read_text().split()
+            return int(pid_s), lock_host, what
+        except (OSError, ValueError):
+            try:
+                young = time.time() - self.path.stat().st_mtime < 5.0
+            except OSError:
+                young = False
+            if young:
+                raise ResultsError(f"{self.path.parent}: another bolt process is taking the run-directory "
+                                   f"lock {self.path}; wait for it") from None
+            return -1, host, ["?"]
+
     def __exit__(self, *exc) -> None:
         if self.held:
+            _HELD.pop(self.path.parent.resolve(), None)
             self.path.unlink(missing_ok=True)
             self.held = False

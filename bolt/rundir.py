@@ -19,7 +19,9 @@ from pathlib import Path
 from bolt.errors import ResultsError
 
 __all__ = ["config_digest", "data_digest", "fingerprint", "config_text", "verify_run_config", "config_changes",
-           "check_summary", "check_bounds", "check_results_finite", "MAX_ABS_RESULT"]
+           "check_summary", "check_bounds", "check_results_finite", "MAX_ABS_RESULT", "verify_run_files",
+           "MANIFEST_NAME", "file_sha256", "read_manifest", "rewrite_hint", "safe_name",
+           "check_measure", "check_summary_fits", "READS", "PAIRS"]
 
 _HEADER = re.compile(r"^#\s*bolt:\s*(config|data)\s+sha256\s+([0-9a-f]{64})\s*$", re.M)
 
@@ -137,8 +139,9 @@ def _recorded(run_dir: Path, text: str) -> list[tuple[str, dict, dict | None]]:
     return found
 
 
-def verify_run_config(run_dir, command: str) -> dict:
-    """Load a run directory's ``config.toml``, refusing one edited since the run wrote it.
+def verify_run_config(run_dir, command: str, reads=None) -> dict:
+    """Load a run directory's ``config.toml``, refusing one edited since the run wrote it, then check the
+    files ``command`` reads against the manifest (:func:`verify_run_files`).
 
     Returns the resolved config. Raises :class:`ResultsError` naming the changed keys (when a copy of
     the original config is recorded), or the data file whose content changed.
@@ -164,7 +167,102 @@ def verify_run_config(run_dir, command: str) -> dict:
         if fp.get("data_sha256") and now is not None and fp["data_sha256"] != now:
             raise ResultsError(f"{command}: the data file {cfg['problem']['data']} changed after the run "
                                f"(its sha256 no longer matches {where}); restore it, or start a new run")
+    verify_run_files(run_dir, command, reads)
     return cfg
+
+
+# ----------------------------------------------------------------------------- the manifest
+
+MANIFEST_NAME = "manifest.json"
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(run_dir: str | Path) -> dict | None:
+    """``RUN_DIR/manifest.json`` (``{"version": 1, "files": {name: {sha256, size, command, session}}}``), or
+    None when the directory has none; a corrupt one is a one-line error."""
+    path = Path(run_dir) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"results: {path} is corrupt ({exc}); remove it (the files are then checked by "
+                           f"content only) or rewrite the run: bolt run CONFIG --out {run_dir} --overwrite") from None
+    ok = isinstance(m, dict) and isinstance(m.get("files"), dict) and all(
+        isinstance(e, dict) and isinstance(e.get("sha256"), str) for e in m["files"].values())
+    if not ok:
+        raise ResultsError(f"results: {path} is not a bolt manifest (files: name -> sha256); remove it or rewrite "
+                           f"the run: bolt run CONFIG --out {run_dir} --overwrite")
+    return m
+
+
+
+_RUN = ("config.toml", "summary.json", "results.nc")
+#: the files each command reads (and so checks against the manifest) before it works
+READS = {"resume": ("config.toml", "checkpoint.npz"), "bounds": _RUN, "bridge": _RUN, "dynamics": _RUN,
+         "report": (*_RUN, "bounds.json", "bridge.json", "bridge.nc", "dynamics.json", "dynamics.nc")}
+#: files written together by one command: both must come from the same invocation (session)
+PAIRS = (("summary.json", "results.nc"), ("bridge.json", "bridge.nc"), ("dynamics.json", "dynamics.nc"))
+_REWRITER = {"bounds.json": "bolt bounds {d}", "bridge.json": "bolt bridge {d}", "bridge.nc": "bolt bridge {d}",
+             "dynamics.json": "bolt dynamics {d}", "dynamics.nc": "bolt dynamics {d}", "report.html": "bolt report {d}"}
+
+
+def safe_name(name) -> bool:
+    """A plain file name inside the directory (a manifest entry is never a path elsewhere)."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name \
+        and "\0" not in name
+
+
+def rewrite_hint(name: str, run_dir) -> str:
+    """The command that writes ``name`` afresh in ``run_dir``."""
+    return _REWRITER.get(name, "bolt run CONFIG --out {d} --overwrite").format(d=run_dir)
+
+
+def verify_run_files(run_dir, command: str, reads=None) -> None:
+    """Refuse a file ``command`` reads that differs from what the manifest recorded (changed, or copied in from
+    another run), one not in the manifest (foreign), or a pair of files from two invocations (mixed).
+
+    ``reads`` defaults to :data:`READS` of the command (nothing for an unknown one). A directory without a
+    manifest (written by an older bolt) is checked by content only, where the files are loaded.
+    """
+    run_dir = Path(run_dir)
+    m = read_manifest(run_dir)
+    reads = READS.get(command, ()) if reads is None else tuple(reads)
+    if m is None or not reads:
+        return
+    files = m["files"]
+    for name in reads:
+        p = run_dir / name
+        if not p.is_file():
+            continue
+        e = files.get(name)
+        if e is None:
+            raise ResultsError(f"{command}: {p} is not a file bolt wrote in this directory (no entry in "
+                               f"{MANIFEST_NAME}): a foreign file; remove it, or write it afresh: "
+                               f"{rewrite_hint(name, run_dir)}")
+        digest, prev = file_sha256(p), e.get("previous") if isinstance(e.get("previous"), dict) else {}
+        if digest != e["sha256"] and digest == prev.get("sha256"):  # killed between the record and the rename
+            files[name] = e = prev
+        if digest != e["sha256"]:
+            raise ResultsError(f"{command}: {p} changed after `bolt {e.get('command', '?')}` wrote it (its sha256 "
+                               f"no longer matches {MANIFEST_NAME}; copied from another run?); restore it, or write "
+                               f"it afresh: {rewrite_hint(name, run_dir)}")
+    for a, b in PAIRS:
+        ea, eb = files.get(a), files.get(b)
+        if a in reads and b in reads and ea and eb and (run_dir / a).is_file() and (run_dir / b).is_file() \
+                and ea.get("session") != eb.get("session"):
+            raise ResultsError(f"{command}: {run_dir / a} and {b} were written by two different invocations "
+                               f"(`bolt {ea.get('command', '?')}` and `bolt {eb.get('command', '?')}`; one was "
+                               f"interrupted between them): a mixed pair; write both afresh: "
+                               f"{rewrite_hint(b, run_dir)}")
 
 
 # ----------------------------------------------------------------------------- results
@@ -233,8 +331,11 @@ def check_summary(summary, path: Path) -> dict:
           "a non-negative integer", it)
     for key in ("risk", "kl", "log_z", "free_energy", "residual", "w2_squared_to_prior"):
         _need(_finite(summary.get(key)), path, key, "a finite number", summary.get(key))
-    for key in ("risk_se", "kl_se", "log_z_se", "free_energy_se", "w2_squared_to_prior_se", "residual_floor",
-                "residual_p_value", "drift_z", "drift_p_value", "final_drift_z", "final_drift_p_value", "ess"):
+    for key in ("risk_se", "kl_se", "log_z_se", "free_energy_se", "w2_squared_to_prior_se",
+                "residual_p_value", "drift_p_value", "final_drift_p_value", "ess"):
+        v = summary.get(key)
+        _need(v is None or (_finite(v) and v >= 0), path, key, "a finite number >= 0 or null", v)
+    for key in ("drift_z", "final_drift_z", "residual_floor"):
         v = summary.get(key)
         _need(v is None or _finite(v), path, key, "a finite number or null", v)
     mean = summary.get("mean")
@@ -271,3 +372,33 @@ def check_bounds(bounds, path: Path) -> list:
         for key in ("estimator", "note", "statement", "source", "kind"):
             _need(isinstance(b.get(key, ""), str), path, f"[{i}].{key}", "a string", b.get(key))
     return bounds
+
+
+def check_summary_fits(summary: dict, d: int, path: Path) -> dict:
+    """``summary.json`` must describe a d-dimensional measure: its mean of length d (the covariance, d x d,
+    follows from :func:`check_summary`)."""
+    _need(len(summary["mean"]) == d, path, "mean", f"a list of {d} numbers (problem.dim = {d})", summary["mean"])
+    return summary
+
+
+#: a weight sum further than this from 1 is not a probability measure (weights are written normalised)
+WEIGHT_SUM_TOL = 1e-6
+
+
+def check_measure(P, w, d: int, path: Path):
+    """The final weighted measure of ``results.nc``: particles (N, d) finite and not absurd, N >= 2, weights
+    (N,) finite, >= 0 and summing to 1. Returns ``(P, w)`` as float64 arrays."""
+    import numpy as np
+
+    P, w = np.asarray(P, np.float64), np.asarray(w, np.float64)
+    _need(P.ndim == 2 and P.shape[1] == d and P.shape[0] >= 2, path, "particles",
+          f"an (N, {d}) array with N >= 2 (problem.dim = {d})", f"shape {P.shape}")
+    bad = ~(np.isfinite(P) & (np.abs(P) <= MAX_ABS_RESULT))
+    _need(not bad.any(), path, "particles", f"finite numbers (|x| <= {MAX_ABS_RESULT:g})",
+          f"{P[bad][0] if bad.any() else 0} at particle {np.argwhere(bad)[0][0] if bad.any() else 0}")
+    _need(w.shape == (P.shape[0],), path, "weights", f"a vector of {P.shape[0]} (one per particle)",
+          f"shape {w.shape}")
+    bad = ~np.isfinite(w) | (w < 0)
+    _need(not bad.any(), path, "weights", "finite and >= 0", f"{w[bad][0] if bad.any() else 0}")
+    _need(abs(w.sum() - 1.0) <= WEIGHT_SUM_TOL, path, "weights", "summing to 1", f"sum {w.sum():.6g}")
+    return P, w

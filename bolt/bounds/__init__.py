@@ -417,7 +417,8 @@ def evaluate_run(run_dir, *, problem=None, result=None, summary=None) -> list[Bo
 
     from bolt.config import problem_from_config
     from bolt.errors import ResultsError
-    from bolt.io import load_field, load_results, load_summary, write_json
+    from bolt.io import load_field, load_measure, load_summary, write_json
+    from bolt.rundir import check_summary_fits
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -425,14 +426,14 @@ def evaluate_run(run_dir, *, problem=None, result=None, summary=None) -> list[Bo
     if problem is None:
         from bolt.rundir import verify_run_config
 
-        problem = problem_from_config(verify_run_config(run_dir, "bounds"))  # refuses an edited config.toml
-    summary = load_summary(run_dir) if summary is None else summary
+        # refuses an edited config.toml, and a changed, foreign or mixed summary.json / results.nc
+        problem = problem_from_config(verify_run_config(run_dir, "bounds"))
+    if summary is None:
+        summary = check_summary_fits(load_summary(run_dir), problem.d, run_dir / "summary.json")
     if result is not None:
         P, w, method, fld = result.particles, result.weights, result.method, result.field
     else:
-        idata = load_results(run_dir / "results.nc")
-        P = np.asarray(idata.particles["particles"].values)
-        w = np.asarray(idata.particles["weights"].values)
+        P, w, idata = load_measure(run_dir, problem.d)  # finite, (N, d), weights >= 0 summing to 1
         method = summary.get("solver", "")
         fld = load_field(idata, run_dir / "results.nc", problem)  # µ_K, as bolt run used it
     seed = int(summary.get("seed", 0))

@@ -210,6 +210,19 @@ th{background:#f2f2f2}tr.warn td{background:#ffe0e0}.warn-list li{color:#a00}img
 h2{border-bottom:1px solid #ddd;padding-bottom:3px}"""
 
 
+def _section(build, run_dir: Path, name: str) -> str:
+    """A section built from ``NAME.json``/``NAME.nc``; one that lacks a key or holds the wrong type (``[]`` for
+    the object ``bolt NAME`` writes) is a one-line error naming the file and the command that rewrites it."""
+    try:
+        return build(run_dir)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        if isinstance(exc, ResultsError):
+            raise
+        raise ResultsError(f"report: {run_dir / (name + '.json')} is not what bolt {name} writes "
+                           f"({type(exc).__name__}: {' '.join(str(exc).split())[:80]}); write it afresh: "
+                           f"bolt {name} {run_dir}") from None
+
+
 def build_report(run_dir) -> str:
     """Build the report HTML for a run directory (raises :class:`ResultsError` on missing/corrupt files)."""
     import matplotlib
@@ -217,18 +230,16 @@ def build_report(run_dir) -> str:
     matplotlib.use("Agg")
     from bolt.config import problem_from_config
     from bolt.diagnostics.summary import diagnose
-    from bolt.io import load_bounds, load_results, load_summary
-    from bolt.rundir import verify_run_config
+    from bolt.io import load_bounds, load_measure, load_summary
+    from bolt.rundir import check_summary_fits, verify_run_config
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ResultsError(f"report: no run directory at {run_dir}")
-    cfg = verify_run_config(run_dir, "report")  # refuses an edited config.toml
-    summary = load_summary(run_dir)
-    idata = load_results(run_dir / "results.nc")
+    cfg = verify_run_config(run_dir, "report")  # refuses an edited config.toml, a changed/foreign/mixed file
     problem = problem_from_config(cfg)
-    P = np.asarray(idata.particles["particles"].values)
-    w = np.asarray(idata.particles["weights"].values)
+    summary = check_summary_fits(load_summary(run_dir), problem.d, run_dir / "summary.json")
+    P, w, idata = load_measure(run_dir, problem.d)  # finite, (N, d), weights >= 0 summing to 1
     trace = {k: np.asarray(v.values) for k, v in idata.fixed_point.data_vars.items()}
     esc = html.escape
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>bolt report — {esc(str(run_dir.name))}"
@@ -300,10 +311,10 @@ def build_report(run_dir) -> str:
 
     if (run_dir / "bridge.json").is_file():  # the path measure (bolt bridge)
         from bolt.dynamics.report import bridge_section
-        parts.append(bridge_section(run_dir))
+        parts.append(_section(bridge_section, run_dir, "bridge"))
     if (run_dir / "dynamics.json").is_file():  # SGD / greedy against µ*_t (bolt dynamics)
         from bolt.dynamics.tracking_report import dynamics_section
-        parts.append(dynamics_section(run_dir))
+        parts.append(_section(dynamics_section, run_dir, "dynamics"))
     # provenance
     vers = summary.get("versions", {})
     parts.append("<section id='provenance'><h2>Seed and versions</h2>"

@@ -33,35 +33,21 @@ NO_SAVED_FIELD = ("results.nc has no field group (a run from an older bolt): Psi
                   "mu_K, and tau_kl_se misses the draws' own noise; rerun with this bolt for a calibrated check")
 
 
-def load_run_measure(run_dir):
-    """``(problem, particles, weights, summary, method)`` of a finished run (one-line errors)."""
+def load_run_measure(run_dir, command: str = "bridge"):
+    """``(problem, particles, weights, summary, method)`` of a finished run (one-line errors): the config, the
+    manifest (:func:`bolt.rundir.verify_run_config`) and the contents (finite, shapes, weights) checked."""
     from bolt.config import problem_from_config
-    from bolt.io import load_results, load_summary
+    from bolt.io import load_measure, load_summary
+    from bolt.rundir import check_summary_fits, verify_run_config
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ResultsError(f"bridge: no run directory at {run_dir}")
+        raise ResultsError(f"{command}: no run directory at {run_dir}")
     if not (run_dir / "config.toml").is_file():
-        raise ResultsError(f"bridge: {run_dir} has no config.toml (not a bolt run directory)")
-    summary = load_summary(run_dir)
-    for k in ("kl", "free_energy", "mean", "covariance"):
-        if k not in summary:
-            raise ResultsError(f"bridge: {run_dir}/summary.json lacks {k!r}")
-    idata = load_results(run_dir / "results.nc")
-    try:
-        P = np.asarray(idata.particles["particles"].values, np.float64)
-        w = np.asarray(idata.particles["weights"].values, np.float64)
-    except KeyError:
-        raise ResultsError(f"bridge: {run_dir}/results.nc has no particles/weights") from None
-    if P.ndim != 2 or P.shape[0] < 2:
-        raise ResultsError(f"bridge: {run_dir}/results.nc has no particles (shape {P.shape})")
-    if w.shape != (P.shape[0],) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ResultsError(f"bridge: weights in {run_dir}/results.nc do not match the particles")
-    from bolt.rundir import verify_run_config
-
-    problem = problem_from_config(verify_run_config(run_dir, "bridge"))  # refuses an edited config.toml
-    if P.shape[1] != problem.d:
-        raise ResultsError(f"bridge: particles have dimension {P.shape[1]}, the problem {problem.d}")
+        raise ResultsError(f"{command}: {run_dir} has no config.toml (not a bolt run directory)")
+    problem = problem_from_config(verify_run_config(run_dir, command))  # refuses an edited or foreign file
+    summary = check_summary_fits(load_summary(run_dir), problem.d, run_dir / "summary.json")
+    P, w, _ = load_measure(run_dir, problem.d)
     return problem, P, w / w.sum(), summary, summary.get("solver", "")
 
 
@@ -339,5 +325,8 @@ def evaluate_run(run_dir, *, particles: int = 1000, steps: int = 100, drift: str
         warnings.simplefilter("ignore", UserWarning)  # a non-standard group name is intended
         idata = az.InferenceData(bridge=ds)
     save_results(run_dir / "bridge.nc", idata)  # atomically
+    from bolt._faults import fault_point
+
+    fault_point("bridge:nc")  # between the pair: the manifest then shows two sessions (a mixed pair)
     write_json(run_dir / "bridge.json", out)
     return out

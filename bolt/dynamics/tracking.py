@@ -193,7 +193,7 @@ def evaluate_run(run_dir, *, overrides: dict | None = None, records: int = RECOR
     """
     from bolt.config import check_dynamics, load_config
     from bolt.dynamics.bridge import load_run_measure
-    from bolt.errors import ConfigError, ResultsError
+    from bolt.errors import ConfigError
     from bolt.io import write_json
 
     run_dir = Path(run_dir)
@@ -209,16 +209,16 @@ def evaluate_run(run_dir, *, overrides: dict | None = None, records: int = RECOR
         if v is not None:
             dyn[k] = v
     settings = check_dynamics(dyn)  # before any work: bad settings touch nothing
-    try:
-        pb, P, w, summary, method = load_run_measure(run_dir)
-    except ResultsError as exc:  # the shared loader names bolt bridge
-        raise ResultsError(str(exc).replace("bridge:", "dynamics:", 1)) from None
+    pb, P, w, summary, method = load_run_measure(run_dir, "dynamics")
     problem = pb if problem is None else problem
     out, ds = dynamics_checks(jax.random.fold_in(jax.random.PRNGKey(int(settings["seed"])), 17), problem, P, w,
                               summary, settings, grid=method == "grid", records=records,
                               reference_samples=reference_samples, greedy_steps=greedy_steps,
                               progress_bar=False if quiet else None)
     _write_nc(run_dir, ds)
+    from bolt._faults import fault_point
+
+    fault_point("dynamics:nc")  # between the pair: the manifest then shows two sessions (a mixed pair)
     write_json(run_dir / "dynamics.json", out)
     return out
 

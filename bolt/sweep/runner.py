@@ -139,14 +139,38 @@ def _differs(a: dict, b: dict, prefix: str = "") -> str | None:
     return None
 
 
+def _holds(out: Path) -> bool:
+    return out.is_dir() and any((out / f).exists() for f in (*SWEEP_FILES, "points"))
+
+
+def _keeps_old_points(spec, out: Path) -> None:
+    """``--resume`` continues the sweep in ``out``: the sweep file may have grown (new points, new steps), but
+    every point of the sweep there must still be one of its points, or its aggregates would be replaced by
+    another sweep's."""
+    import json
+
+    try:
+        old = {r["name"] for r in json.loads((out / "sweep.json").read_text(encoding="utf-8"))["points"]}
+    except (OSError, ValueError, KeyError, TypeError):  # no (readable) record: the point directories
+        old = {p.name for p in (out / "points").iterdir() if p.is_dir()} if (out / "points").is_dir() else set()
+    gone = sorted(old - {p.name for p in spec.points})
+    if gone:
+        more = f" and {len(gone) - 3} more" if len(gone) > 3 else ""
+        raise ResultsError(f"--resume: {out} holds a sweep with points this sweep file does not have "
+                           f"({', '.join(gone[:3])}{more}): another sweep file? Resume with its own "
+                           f"({out}/sweep.toml), use another --out, or replace it with --overwrite")
+
+
 def prepare_out(spec, out: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber an existing sweep (unless ``resume``/``overwrite``) and check resumed points' configs."""
+    """Refuse to clobber an existing sweep (unless ``resume``/``overwrite``) and check resumed points' configs.
+
+    Run again under the sweep directory's lock (:func:`_sweep`): another sweep may have started meanwhile."""
     if out.exists() and not out.is_dir():
         raise ResultsError(f"--out: {out} exists and is not a directory")
-    holds = out.is_dir() and any((out / f).exists() for f in (*SWEEP_FILES, "points"))
-    if holds and not resume and not overwrite:
+    if _holds(out) and not resume and not overwrite:
         raise ResultsError(f"--out: {out} holds a sweep; continue it with --resume, or replace it with --overwrite")
     if resume and not overwrite:
+        _keeps_old_points(spec, out)
         from bolt.config import load_config
 
         for p in spec.points:
@@ -218,6 +242,9 @@ def run_sweep(spec, out: str | Path, *, scheduler: str | None = None, workers: i
     """
     out = Path(out).absolute()  # workers elsewhere need the full (shared) path
     prepare_out(spec, out, resume=resume, overwrite=overwrite)
+    from bolt._faults import fault_point
+
+    fault_point("sweep:checked")  # checked, not yet locked: the window another sweep can fall into
     fresh = overwrite and not resume
     finished = {p.name for p in spec.points
                 if not fresh and point_state(out / "points" / p.name, spec.steps) == "finished"}
@@ -226,7 +253,7 @@ def run_sweep(spec, out: str | Path, *, scheduler: str | None = None, workers: i
     if todo and (scheduler or workers != 0):  # before the directory is touched: an unreachable cluster changes nothing
         client, cluster = connect(scheduler, workers, timeout)
     try:
-        return _sweep(spec, out, todo, finished, client, fresh, quiet, aggregate)
+        return _sweep(spec, out, todo, finished, client, fresh, quiet, aggregate, resume)
     finally:
         if client is not None:
             client.close(timeout=5)
@@ -234,15 +261,17 @@ def run_sweep(spec, out: str | Path, *, scheduler: str | None = None, workers: i
             cluster.close(timeout=10)
 
 
-def _sweep(spec, out: Path, todo, finished, client, fresh, quiet, aggregate) -> SweepOutcome:
+def _sweep(spec, out: Path, todo, finished, client, fresh, quiet, aggregate, resume=False) -> SweepOutcome:
     from bolt.io import RunLock, atomic_write_text, write_json
 
     try:
-        (out / "points").mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ResultsError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
     outcome = SweepOutcome(out=out)
     with RunLock(out, "sweep"):
+        prepare_out(spec, out, resume=resume, overwrite=fresh)  # again under the lock: no second sweep slips in
+        (out / "points").mkdir(exist_ok=True)
         if fresh:
             shutil.rmtree(out / "points", ignore_errors=True)
             for f in SWEEP_FILES:
