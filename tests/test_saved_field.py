@@ -33,10 +33,12 @@ def mfld_run(tmp_path_factory):
 
 
 def _strip_field(src, dst):
-    """A copy of the run directory ``src`` as an older bolt wrote it: results.nc without the field group."""
+    """A copy of the run directory ``src`` as an older bolt wrote it: results.nc without the field group, and no
+    manifest (bolt wrote none before it saved the field either)."""
     from bolt.io import load_results, save_results
 
     shutil.copytree(src, dst)
+    (dst / "manifest.json").unlink(missing_ok=True)
     idata = load_results(dst / "results.nc")
     del idata["field"]
     save_results(dst / "results.nc", idata)
