@@ -156,3 +156,57 @@ def test_infinite_standard_error_is_inconclusive():
         assert judge(5.0, 1.0, float("inf"), 0.0, kind=kind)[0] == "inconclusive"
         assert judge(1.0, 5.0, 0.0, float("inf"), kind=kind)[0] == "inconclusive"
     assert judge(5.0, 1.0, float("nan"), 0.0)[0] == "violated"  # NaN: no error bar (a maximum), as before
+
+
+# ----------------------------------------------------------------------------- item 8b: SGD's input law
+def test_sgd_on_the_expectation_route_draws_from_the_fixed_input_sample():
+    """tanh with Gaussian inputs has no closed form: π is the problem's fixed sample of 8 inputs, the law of Ψ, R_N
+    and R(µ*_t). SGD's inputs are rows of that sample, and its mean increment is −ηβ∇Ψ(W; µ̂_W) of the problem
+    (20 000 steps from one W, 5 SE); the gradient under fresh N(0, I) inputs (a 100 000-input sample) is far off."""
+    from bolt.dynamics.sgd import SGDState, build_step, init, input_sampler
+
+    teacher = bolt.Teacher([[1.0, 0.5]], [1.0])
+    pb = bolt.make_problem("tanh", teacher, beta=0.7, tau=0.3, inputs=bolt.GaussianInputs(8))
+    assert pb.route == "expectation"
+    Xs, Ys = input_sampler(pb)(jax.random.PRNGKey(0), 64)
+    rows = np.asarray(pb.X)
+    idx = [int(np.argmin(np.sum((rows - x) ** 2, 1))) for x in np.asarray(Xs)]
+    np.testing.assert_array_equal(np.asarray(Xs), rows[idx])
+    np.testing.assert_array_equal(np.asarray(Ys), np.asarray(pb.Y)[idx])
+    W = init(jax.random.PRNGKey(1), 3, 2, pb.tau).particles
+    step = build_step(pb, 1)
+    keys = jax.random.split(jax.random.PRNGKey(2), 20_000)
+    inc = jax.vmap(lambda k: step(k, SGDState(W), pb.beta, 0.01)[0].particles - W)(keys)
+    m, se = mean_and_se(np.asarray(inc).reshape(len(keys), -1))
+    assert_close_z(m, np.asarray(-0.01 * pb.beta * pb.grad_psi(W, W)).reshape(-1), se, K, "mean increment")
+    wide = bolt.make_problem("tanh", teacher, beta=0.7, tau=0.3, inputs=bolt.GaussianInputs(100_000))
+    fresh = np.asarray(-0.01 * wide.beta * wide.grad_psi(W, W)).reshape(-1)
+    assert np.max(np.abs(m - fresh) / se) > 2 * K  # power: the law SGD used to draw from
+
+
+# ----------------------------------------------------------------------------- item 8c: the reference flow's SE
+def _gauss_risk(pb, mean, var):
+    z, wz = np.polynomial.hermite_e.hermegauss(60)
+    return float(pb.risk(jnp.asarray(mean + np.sqrt(var) * z)[:, None], jnp.asarray(wz / wz.sum())))
+
+
+def test_reference_flow_d1_se_is_the_particle_sets_monte_carlo_error():
+    """µ* = N(m, s²) given as 200 independent draws, 40 replications: R(µ*_t) at t = 0.6 by the d = 1 quadrature
+    scatters around the Gaussian marginal's risk with the reported SE (sd of the z-scores in [0.6, 1.5], the band
+    for 40 replications; their mean within 5/√40); SE 0 only for ``exact=True``, and ``ess`` scales it."""
+    from bolt.dynamics.sgd import reference_flow
+
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=1.0, tau=0.5)
+    m, s2, t, n, reps = 0.4, 0.3, 0.6, 200, 40
+    exact = _gauss_risk(pb, t * m, t * t * s2 + pb.tau * t * (1 - t))
+    draws = m + np.sqrt(s2) * np.random.default_rng(0).normal(size=(reps, n, 1))
+    rows = np.array([np.concatenate(reference_flow(None, pb, P, None, [t])[:2]) for P in draws])
+    z = (rows[:, 0] - exact) / rows[:, 1]
+    assert np.all(rows[:, 1] > 0)
+    assert 0.6 < z.std(ddof=1) < 1.5 and abs(z.mean()) < K / np.sqrt(reps), (z.mean(), z.std(ddof=1))
+    r, se, how = reference_flow(None, pb, draws[0], None, [0.0, t], exact=True)
+    assert np.all(se == 0) and "Monte Carlo" not in how
+    _, se_half, _ = reference_flow(None, pb, draws[0], None, [t], ess=n / 4)
+    assert se_half[0] == pytest.approx(2 * rows[0, 1], rel=1e-9)
+    _, se0, _ = reference_flow(None, pb, draws[0], None, [0.0])
+    assert se0[0] == 0.0  # µ*_0 = δ_0 whatever the particles
