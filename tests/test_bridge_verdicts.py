@@ -64,7 +64,7 @@ def test_jackknife_leave_one_out_is_exact_at_any_weight_gap():
 
 def test_sde_and_bridge_report_the_jackknife_fallbacks():
     """The SDE counts, per step, the paths whose drift fell back; ``bolt bridge``'s ``ess`` entry carries the total
-    and says what it means; a well-conditioned drift reports none."""
+    and says what it means (nothing when there are none)."""
     from bolt.dynamics.bridge import ess_summary
     from bolt.dynamics.sde import potential_drift, simulate
 
@@ -75,11 +75,8 @@ def test_sde_and_bridge_report_the_jackknife_fallbacks():
     ess = ess_summary(res)
     assert ess["jackknife_fallback"] == int(res.fallback.sum()) > 0
     assert "ESS < 2" in ess["jackknife_fallback_note"]
-    mild, _ = _spiky(0.1)
-    res = simulate(jax.random.PRNGKey(0), potential_drift(mild, 1.0, 0.5, inner=32), 0.5, 200, 1, steps=5,
-                   save_times=(1.0,), progress_bar=False)
-    assert ess_summary(res) | {"min": 0, "mean": 0} == {"min": 0, "mean": 0, "jackknife_fallback": 0,
-                                                       "jackknife_fallback_note": ""}
+    quiet = ess_summary(res._replace(fallback=np.zeros_like(res.fallback)))
+    assert quiet["jackknife_fallback"] == 0 and quiet["jackknife_fallback_note"] == ""
 
 
 # ----------------------------------------------------------------------------- item 1: drift_bound
@@ -89,7 +86,7 @@ def _gauss2():
 
 
 def test_sde_step_reports_the_se_of_the_largest_drift():
-    """One path at a fixed (w, t), 2000 steps from independent keys: the step's ``drift_max`` is |b̂| of the mean of
+    """One path at a fixed (w, t), 1000 steps from independent keys: the step's ``drift_max`` is |b̂| of the mean of
     the two jackknifed halves (16 draws each) and ``drift_max_se`` its SE, so the z-scores (|b̂| − |b*|)/se against
     the Gaussian closed form have rms in [0.7, 1.4] (the Student-t spread of M = 16, as for the drift itself);
     SE 0 for an exact drift."""
@@ -100,7 +97,7 @@ def test_sde_step_reports_the_se_of_the_largest_drift():
     exact = float(np.linalg.norm(gaussian_follmer_drift(w, t, m, s2, tau)))
     step = build_step(potential_drift(pot, beta, tau, inner=32), tau)
     state = SDEState(w, jnp.zeros(1))
-    keys = jax.random.split(jax.random.PRNGKey(0), 2000)
+    keys = jax.random.split(jax.random.PRNGKey(0), 1000)
     info = jax.vmap(lambda k: step(k, state, t, 0.01)[1])(keys)
     se = np.asarray(info.drift_max_se)
     assert np.all(np.isfinite(se)) and np.all(se > 0)
@@ -128,15 +125,37 @@ def test_drift_bound_is_judged_with_the_drift_estimators_se():
     assert v.outcome in ("holds", "inconclusive") and entry["holds"] == v.holds
 
 
-def test_bridge_drift_bound_is_not_informative_for_the_samples_drift():
-    """``bolt bridge --drift samples`` on a d = 1 grid µ*: the exact drift to the atoms exceeds βL* near t = 1
-    (it grows like (1 − t)^(−1/2)), which says nothing about the Föllmer drift: "not informative", not "violated"."""
-    from bolt.dynamics.bridge import bridge_checks
-
+def _grid_mu():
+    """A d = 1 problem and a grid-like weighted set standing in for µ* (the bridge's checks do not need µ* solved)."""
     pb = bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=1.5, tau=0.5)
     P = np.linspace(-1.5, 2.5, 81)[:, None]
     w = np.exp(-((P[:, 0] - 0.5) ** 2) / 0.2)
-    w /= w.sum()
+    return pb, P, w / w.sum()
+
+
+def test_drift_bound_check_is_not_informative_for_the_samples_drift():
+    """The exact drift to the atoms of a d = 1 grid µ* exceeds βL* near t = 1 (it grows like (1 − t)^(−1/2)), which
+    says nothing about the Föllmer drift: "not informative" with that reason, and its SE is 0 (a deterministic drift).
+    (The fast variant of the end-to-end test below.)"""
+    from bolt.dynamics.bridge import drift_bound_check
+    from bolt.dynamics.follmer import problem_potential
+    from bolt.dynamics.sde import samples_drift, simulate
+
+    pb, P, w = _grid_mu()
+    res = simulate(jax.random.PRNGKey(0), samples_drift(P, w, pb.tau), pb.tau, 100, 1, steps=10,
+                   save_times=(0.5, 1.0), progress_bar=False)
+    v, entry = drift_bound_check(res, problem_potential(pb, P, w), P, pb.beta, False)
+    assert entry["max_drift"] > entry["beta_L_star"] and entry["max_drift_time"] > 0.9
+    assert v.outcome == "not informative" and "(1 - t)^(-1/2)" in v.note and v.lhs_se == 0.0
+
+
+@pytest.mark.slow
+def test_bridge_drift_bound_is_not_informative_for_the_samples_drift():
+    """``bolt bridge --drift samples`` end to end (``bridge_checks``) on a d = 1 grid µ*: "not informative", not
+    "violated" (what it read before)."""
+    from bolt.dynamics.bridge import bridge_checks
+
+    pb, P, w = _grid_mu()
     mean = w @ P
     cov = ((P - mean) * w[:, None]).T @ (P - mean)
     summary = {"kl": 0.1, "kl_se": 0.0, "free_energy": 0.2, "free_energy_se": 0.0, "mean": mean, "covariance": cov}
@@ -210,3 +229,22 @@ def test_reference_flow_d1_se_is_the_particle_sets_monte_carlo_error():
     assert se_half[0] == pytest.approx(2 * rows[0, 1], rel=1e-9)
     _, se0, _ = reference_flow(None, pb, draws[0], None, [0.0])
     assert se0[0] == 0.0  # µ*_0 = δ_0 whatever the particles
+
+
+@pytest.mark.slow
+def test_bridge_json_counts_the_fallbacks_and_judges_the_bound_with_an_se():
+    """``bridge_checks`` with the potential drift at β/τ = 800 (16 draws per half): ``ess.jackknife_fallback`` counts
+    the path-steps that kept the plain ratio, with its note; drift_bound carries a positive SE and is not "violated"."""
+    from bolt.dynamics.bridge import bridge_checks
+
+    _, P, w = _grid_mu()
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=40.0, tau=0.05)
+    mean = w @ P
+    cov = ((P - mean) * w[:, None]).T @ (P - mean)
+    summary = {"kl": 0.1, "kl_se": 0.0, "free_energy": 0.2, "free_energy_se": 0.0, "mean": mean, "covariance": cov}
+    out, ds = bridge_checks(jax.random.PRNGKey(0), pb, P, w, summary, n=100, steps=10, drift="potential", inner=32,
+                            grid=True, null_reps=2, progress_bar=False)
+    assert out["ess"]["jackknife_fallback"] == int(ds["jackknife_fallback"].sum()) > 0
+    assert "ESS < 2" in out["ess"]["jackknife_fallback_note"]
+    v = {x["name"]: x for x in out["verdicts"]}["drift_bound"]
+    assert v["lhs_se"] > 0 and v["outcome"] != "violated", v

@@ -39,7 +39,7 @@ __all__ = ["SDEState", "SDEInfo", "SDEResult", "DriftValue", "init", "build_step
            "potential_drift", "samples_drift", "function_drift"]
 
 Array = jax.Array
-Drift = Callable[[Array, Array, Array], tuple[Array, Array, Array]]
+Drift = Callable[[Array, Array, Array], tuple]  # returns a DriftValue, or its first three fields as a tuple
 
 
 class DriftValue(NamedTuple):
