@@ -248,3 +248,26 @@ def test_bridge_json_counts_the_fallbacks_and_judges_the_bound_with_an_se():
     assert "ESS < 2" in out["ess"]["jackknife_fallback_note"]
     v = {x["name"]: x for x in out["verdicts"]}["drift_bound"]
     assert v["lhs_se"] > 0 and v["outcome"] != "violated", v
+
+
+def test_dynamics_json_reference_se_follows_the_kind_of_mu_star():
+    """``bolt dynamics`` on d = 1: a sampler's particle set gives R(µ*_t) the particles' SE over the run's ESS (the
+    summary's ``ess``; half the draws' count doubles the variance), a grid µ* gives SE 0."""
+    from bolt.config import check_dynamics, resolve_config
+    from bolt.dynamics.sgd import reference_flow
+    from bolt.dynamics.tracking import dynamics_checks
+
+    pb = bolt.make_problem("erf", bolt.Teacher([[1.5]], [1.0]), beta=0.3, tau=0.09)
+    s = check_dynamics({**resolve_config({})["dynamics"], "kind": "sgd", "particles": 4, "steps": 4,
+                        "repetitions": 2})
+    P = np.random.default_rng(0).normal(0.3, 0.4, size=(40, 1))
+    w = np.full(40, 1 / 40)
+    summary = {"free_energy": 0.2, "free_energy_se": 0.01, "ess": 20.0}
+    kw = dict(records=2, progress_bar=False)
+    out, ds = dynamics_checks(jax.random.PRNGKey(0), pb, P, w, summary, s, **kw)
+    se = np.asarray(ds["reference_risk_se"])
+    _, iid, _ = reference_flow(None, pb, P, w, np.asarray(ds["time"]))
+    np.testing.assert_allclose(se, np.sqrt(2.0) * iid, rtol=1e-9)
+    assert se[0] == 0.0 and np.all(se[1:] > 0) and out["reference_risk_end_se"] == se[-1]
+    out, ds = dynamics_checks(jax.random.PRNGKey(0), pb, P, w, summary, s, grid=True, **kw)
+    assert np.all(np.asarray(ds["reference_risk_se"]) == 0.0) and out["reference_risk_end_se"] == 0.0
