@@ -113,8 +113,9 @@ def follmer_drift_potential(key, W, t, potential: Potential, beta, tau, *, inner
         energy is not inflated by the ratio's bias). The leave-one-out ratios are exact even when one
         draw carries all the weight (the top draw's is renormalised over the others in log space).
       min_ess: rows whose weights have ``ESS < min_ess`` keep the plain ratio (``fallback``): when one draw
-        carries the weight the jackknife's extrapolation ``M b̂ − (M − 1) mean_j b̂_{−j}`` multiplies the gap
-        between the two best draws' ``h`` by about ``M − 1`` instead of removing an O(1/M) bias.
+        carries the weight, ``b̂ ≈ h_1`` and the extrapolation ``M b̂ − (M − 1) mean_j b̂_{−j}`` gives
+        ``h_1 + (1 − 1/M)(h_1 − h_2)`` (h_1, h_2 of the two best draws) — noise of the size of the spread of
+        ``h``, not the removal of an O(1/M) bias.
       max_points: at most this many ``Y`` rows are alive at once (positions are chunked).
 
     Returns:
