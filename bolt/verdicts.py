@@ -6,8 +6,8 @@ reported as a :class:`Verdict`. With ``se = sqrt(lhs_se² + rhs_se²)`` and the 
 
 - ``"holds"``: ``margin ≥ k`` — the inequality is satisfied beyond its error bar;
 - ``"violated"``: ``margin ≤ −k`` — it fails beyond its error bar;
-- ``"inconclusive"``: ``|margin| < k`` (the error bar is too wide to decide), or an estimator is
-  undefined (NaN);
+- ``"inconclusive"``: ``|margin| < k`` (the error bar is too wide to decide), an estimator is
+  undefined (NaN), or a standard error is infinite;
 - ``"not informative"``: the check cannot fail on the problem at hand (e.g. its right-hand side
   exceeds a value the left-hand side can never reach); it is reported, not scored;
 - ``"rate"``: the theory gives a rate but no constant; ``lhs`` is the measured ratio of the
@@ -18,7 +18,7 @@ reported as a :class:`Verdict`. With ``se = sqrt(lhs_se² + rhs_se²)`` and the 
 exact equality case holds; there is no "inconclusive").
 An *equality* check (``kind="equal"``, e.g. an identity) compares ``|lhs − rhs|`` with ``k`` SE:
 ``holds`` when within, ``violated`` when outside (an identity can never be "inconclusive"
-unless an estimator is undefined).
+unless an estimator is undefined or its standard error infinite).
 """
 
 from __future__ import annotations
@@ -103,13 +103,15 @@ class Verdict:
 def judge(lhs, rhs, lhs_se=0.0, rhs_se=0.0, *, kind: str = "le", k: float = K_SIGMA) -> tuple[str, float, str]:
     """Outcome, margin in SE units and a note for ``lhs ≤ rhs`` (or ``lhs = rhs``).
 
-    NaN standard errors count as 0 (a maximum over draws has none); NaN sides give
-    ``"inconclusive"``.
+    NaN standard errors count as 0 (a maximum over draws has none); NaN sides, and an infinite
+    standard error (e.g. an importance-sampling estimate from one effective draw), give ``"inconclusive"``.
     """
     lhs, rhs = _num(lhs), _num(rhs)
     if not (math.isfinite(lhs) and math.isfinite(rhs)):
         return "inconclusive", math.nan, "estimator undefined (not finite)"
     s1, s2 = _num(lhs_se), _num(rhs_se)
+    if math.isinf(s1) or math.isinf(s2):
+        return "inconclusive", 0.0, "infinite standard error"
     s1 = 0.0 if not math.isfinite(s1) else abs(s1)
     s2 = 0.0 if not math.isfinite(s2) else abs(s2)
     se = math.hypot(math.hypot(s1, s2), REL_FLOOR * max(abs(lhs), abs(rhs), 1e-300))

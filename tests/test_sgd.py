@@ -25,45 +25,53 @@ def _linear_problem(a, tau):
     return bolt.make_problem(lin, bolt.Linear(a), dim=len(a), beta=1.0, tau=tau)
 
 
-def linear_sgd_moments(a, tau, N, c, n, B):
-    r"""Exact E[ē_n] and E|ē_n|² for SGD with σ(x; w) = ⟨w, x⟩, f = ⟨a, x⟩, X ~ N(0, I_p).
+def linear_sgd_moments(a, tau, N, c, n, B, X):
+    r"""Exact E[ē_n] and E R_N(W_n) for SGD with σ(x; w) = ⟨w, x⟩, f = ⟨a, x⟩, inputs drawn from the rows of X.
 
-    Every neuron receives the same increment, so only the mean weight w̄ moves:
-    ``ē_{k+1} = (I − c Ŝ) ē_k`` with ``ē = w̄ − a``, ``c = ηβ``, ``Ŝ = (1/B)Σ_b X_b X_bᵀ``; with
-    ``E Ŝ = I`` and ``E[Ŝ M Ŝ] = M + (M + tr M · I)/B`` (Isserlis):
-    ``E ē_n = −(1 − c)^n a`` and ``E|ē_n|² = ρ^n E|ē_0|²``, ``ρ = 1 − 2c + c²(1 + (p + 1)/B)``,
-    ``E|ē_0|² = |a|² + pτ/N`` (w̄_0 ~ N(0, τ/N · I)). ``R_N(W) = |w̄ − a|²``.
+    The linear unit has no closed-form kernel: the problem is on the expectation route, π is the empirical law
+    of its fixed input sample X (n_x, p), and SGD resamples its rows. Every neuron receives the same increment,
+    so only the mean weight w̄ moves: ``ē_{k+1} = (I − c Ŝ) ē_k`` with ``ē = w̄ − a``, ``c = ηβ``,
+    ``Ŝ = (1/B)Σ_b X_b X_bᵀ``; with ``S = E Ŝ = XᵀX/n_x`` and
+    ``E[Ŝ C Ŝ] = (1 − 1/B) S C S + (1/B) mean_j x_j x_jᵀ C x_j x_jᵀ``:
+    ``E ē_n = −(I − cS)^n a`` and ``C_{k+1} = C_k − c(S C_k + C_k S) + c² E[Ŝ C_k Ŝ]`` for ``C = E ē ēᵀ``,
+    ``C_0 = a aᵀ + (τ/N) I`` (w̄_0 ~ N(0, τ/N · I)); ``R_N(W) = ēᵀ S ē``, so ``E R_N(W_n) = tr(S C_n)``.
+    (For X ~ N(0, I) fresh each step this is Isserlis' ``ρ^n (|a|² + pτ/N)``, ``ρ = 1 − 2c + c²(1 + (p + 1)/B)``.)
     """
-    a = np.asarray(a, np.float64)
-    p = len(a)
-    rho = 1 - 2 * c + c * c * (1 + (p + 1) / B)
-    return -((1 - c) ** n) * a, rho**n * (a @ a + p * tau / N)
+    a, X = np.asarray(a, np.float64), np.asarray(X, np.float64)
+    p, nx = len(a), len(X)
+    S = X.T @ X / nx
+    mean_e = -np.linalg.matrix_power(np.eye(p) - c * S, n) @ a
+    C = np.outer(a, a) + tau / N * np.eye(p)
+    for _ in range(n):
+        q = np.einsum("ji,jm,j->im", X, X, np.einsum("jk,kl,jl->j", X, C, X)) / nx
+        C = C - c * (S @ C + C @ S) + c * c * ((1 - 1 / B) * S @ C @ S + q / B)
+    return mean_e, float(np.trace(S @ C)), S
 
 
 @pytest.mark.parametrize("B", [1, 4])
 def test_linear_sgd_mean_dynamics_closed_form(B):
-    """Averaged over 3000 independent networks, E w̄_n and E R_N(W_n) match the closed form (5 SE);
-    a factor 2 in the step, a flipped sign, √τ for τ or a missing minibatch average would not."""
+    """Averaged over 3000 independent networks, E w̄_n and E R_N(W_n) match the closed form over the problem's
+    input sample (5 SE); a factor 2 in the step, a flipped sign, √τ for τ or a missing minibatch average would
+    not. R_N recorded by run_sgd is exactly ēᵀSē."""
     a, tau, N, eta, beta, n, reps = np.array([1.0, -0.5]), 0.25, 2, 0.1, 1.5, 12, 3000
     pb = _linear_problem(a, tau)
+    X = np.asarray(pb.X)
     res = run_sgd(jax.random.PRNGKey(0), pb, N, n, eta=eta, beta=beta, minibatch=B, repetitions=reps, records=n,
                   progress_bar=False)
     e = res.final.mean(axis=1) - a[None, :]  # (reps, p)
-    r = np.sum(e * e, 1)
-    mean_e, mean_r = linear_sgd_moments(a, tau, N, eta * beta, n, B)
+    mean_e, mean_r, S = linear_sgd_moments(a, tau, N, eta * beta, n, B, X)
+    r = np.einsum("ri,ij,rj->r", e, S, e)
+    np.testing.assert_allclose(res.risk[:, -1], r, rtol=1e-10)
     m, se = mean_and_se(e)
     assert_close_z(m, mean_e, se, K, "E (w̄_n − a)")
     mr, ser = mean_and_se(r)
     assert_close_z(mr, mean_r, ser, K, "E R_N(W_n)")
-    # R_N recorded by run_sgd at the last step is the exact |w̄ − a|² up to the fixed input sample of the
-    # expectation route (linear unit: no closed-form kernel) — equal to within that sample's error
-    np.testing.assert_allclose(res.risk[:, -1].mean(), mr, rtol=0.05)
     # power: the closed form of a wrong update is far outside the error bar
-    for wrong in (linear_sgd_moments(a, tau, N, 2 * eta * beta, n, B)[1],     # ×2 step
-                  linear_sgd_moments(a, np.sqrt(tau), N, eta * beta, n, B)[1],  # √τ for τ
-                  linear_sgd_moments(a, tau, N, eta * beta, n, 4 * B if B == 1 else 1)[1]):  # minibatch mean
+    for wrong in (linear_sgd_moments(a, tau, N, 2 * eta * beta, n, B, X)[1],     # ×2 step
+                  linear_sgd_moments(a, np.sqrt(tau), N, eta * beta, n, B, X)[1],  # √τ for τ
+                  linear_sgd_moments(a, tau, N, eta * beta, n, 4 * B if B == 1 else 1, X)[1]):  # minibatch mean
         assert abs(mr - wrong) > K * ser, (mr, wrong, ser)
-    assert np.all(np.abs(m - linear_sgd_moments(a, tau, N, -eta * beta, n, B)[0]) > K * se)  # sign flip
+    assert np.all(np.abs(m - linear_sgd_moments(a, tau, N, -eta * beta, n, B, X)[0]) > K * se)  # sign flip
 
 
 # ----------------------------------------------------------------------------- R_N on the arcsine route
@@ -335,7 +343,7 @@ def test_reference_flow_d1_equals_gaussian_marginal_risk():
         return float(pb.risk(jnp.asarray(mean + np.sqrt(var) * z)[:, None], jnp.asarray(wz)))
 
     ts = np.array([0.0, 0.2, 0.5, 0.9, 1.0])
-    r, se, _ = reference_flow(None, pb, y[:, None], a, ts)
+    r, se, _ = reference_flow(None, pb, y[:, None], a, ts, exact=True)  # the atoms are a quadrature of µ*
     assert np.all(se == 0)
     for t, rt in zip(ts, r):
         mu, cov = bridge_marginal_moments([m], [[s2]], t, pb.tau)

@@ -18,8 +18,8 @@ import numpy as np
 from bolt.errors import ResultsError
 from bolt.verdicts import verdict
 
-__all__ = ["bridge_checks", "evaluate_run", "load_run_measure", "DRIFTS", "SAVE_TIMES", "MARGINAL_TIMES",
-           "NO_SAVED_FIELD"]
+__all__ = ["bridge_checks", "drift_bound_check", "ess_summary", "evaluate_run", "load_run_measure", "DRIFTS",
+           "SAVE_TIMES", "MARGINAL_TIMES", "NO_SAVED_FIELD"]
 
 DRIFTS = ("potential", "samples")
 SAVE_TIMES = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
@@ -31,6 +31,13 @@ PRUNE = 1e-13
 #: ``settings["field"]`` and the energy identity's note for a run saved without its field µ_K (an older bolt)
 NO_SAVED_FIELD = ("results.nc has no field group (a run from an older bolt): Psi is that of the saved draws, not of "
                   "mu_K, and tau_kl_se misses the draws' own noise; rerun with this bolt for a calibrated check")
+#: Why ``drift_bound`` cannot be judged for the samples drift.
+WHY_NOT_BOUNDED = ("the drift of the bridge to a finite particle set is not bounded by beta L*: it grows like "
+                   "(1 - t)^(-1/2) near t = 1 (|b| ~ |y - w|/(1 - t), |y - w| ~ sqrt(tau (1 - t))); the bound is "
+                   "about the potential drift (use --drift potential)")
+#: What ``ess.jackknife_fallback`` > 0 means.
+FALLBACK_NOTE = ("path-steps where one importance draw carried the weight (ESS < 2 in a half): the drift there is "
+                 "the plain self-normalised ratio, not jackknifed (its O(1/M) bias stays); raise --inner")
 
 
 def load_run_measure(run_dir, command: str = "bridge"):
@@ -90,6 +97,37 @@ def _disjoint_halves(P):
         return P[perm[:n]], P[perm[n:2 * n]]
 
     return draw_pair
+
+
+def drift_bound_check(res, potential, support, beta: float, informative: bool):
+    """The check ``|b| ≤ βL*`` of a simulated SDE: ``(Verdict, bridge.json's drift_bound entry)``.
+
+    ``lhs`` is the largest ``|b|`` over steps and paths and ``lhs_se`` the drift estimator's standard error of
+    ``|b|`` at that path and step (:class:`~bolt.dynamics.sde.SDEResult` ``drift_max_se``; 0 for an exact drift);
+    ``L* = max |∇Ψ|`` over ``support`` (µ*) and the saved path points, taken as exact. Near t = 1 the potential
+    drift tends to ``−β∇Ψ`` at the points that define L*, so the margin is small and the SE decides.
+    ``informative=False`` (the samples drift) reports it as "not informative" (:data:`WHY_NOT_BOUNDED`).
+    """
+    d = res.paths.shape[-1]
+    pts = np.concatenate([np.asarray(support), res.paths.reshape(-1, d)], 0)
+    g = np.asarray(potential.grad_psi(jnp.asarray(pts)))
+    l_star = float(np.sqrt(np.max(np.sum(g * g, 1))))
+    k = int(np.argmax(res.drift_max))
+    max_drift = float(res.drift_max[k])
+    max_se = 0.0 if res.drift_max_se is None else float(res.drift_max_se[k])
+    v = verdict("drift_bound", max_drift, beta * l_star, max_se, 0.0, constant=beta,
+                estimator="max over steps and paths of |b|, with the drift estimator's SE at that path and step; "
+                          "L* = max |grad Psi| over mu* and the path points",
+                statement="|b*| <= beta L*", source="MATH.md §4", informative=informative, why_not=WHY_NOT_BOUNDED)
+    return v, {"max_drift": max_drift, "max_drift_se": max_se, "max_drift_time": float(res.grid[k]),
+               "L_star": l_star, "beta_L_star": beta * l_star, "holds": v.holds}
+
+
+def ess_summary(res) -> dict:
+    """bridge.json's ``ess`` entry: the drift estimator's ESS over steps and the jackknife's fallbacks."""
+    n_fb = 0 if res.fallback is None else int(np.sum(res.fallback))
+    return {"min": float(np.min(res.ess_min)), "mean": float(np.mean(res.ess_mean)),
+            "jackknife_fallback": n_fb, "jackknife_fallback_note": FALLBACK_NOTE if n_fb else ""}
 
 
 def bridge_checks(key, problem, particles, weights, summary: dict, *, n: int = 1000, steps: int = 100,
@@ -200,13 +238,8 @@ def bridge_checks(key, problem, particles, weights, summary: dict, *, n: int = 1
                                 statement=f"SDE marginal at t = {t:g} equals the bridge mixture mu*_t",
                                 source="MATH.md §4 (marginals)"))
 
-    # drift bound |b*| <= beta L*, L* = max |grad Psi| over mu* and the simulated path points
-    pts = np.concatenate([Pk, res.paths.reshape(-1, d)], 0)
-    g = np.asarray(pot.grad_psi(jnp.asarray(pts)))
-    l_star = float(np.sqrt(np.max(np.sum(g * g, 1))))
-    max_drift = float(np.max(res.drift_max))
-
     pot_drift = drift == "potential"
+    v_bound, bound = drift_bound_check(res, pot, Pk, beta, pot_drift)
     why = ("the drift to a finite particle set has infinite energy as the time step goes to 0; "
            "the identities are about the potential drift (use --drift potential)")
     verdicts = [
@@ -225,9 +258,7 @@ def bridge_checks(key, problem, particles, weights, summary: dict, *, n: int = 1
         verdict("J_greedy", beta_f, costs_g["J"], beta_f_se, costs_g["J_se"],
                 estimator=f"SDE with u = -beta grad Psi(W; mu*), {n} paths", statement="beta F(mu*) <= J(greedy)",
                 source="MATH.md §4 (greedy approximations)"),
-        verdict("drift_bound", max_drift, beta * l_star, 0.0, 0.0, constant=beta,
-                estimator="max over steps and paths of |b|; L* = max |grad Psi| over mu* and the path points",
-                statement="|b*| <= beta L*", source="MATH.md §4"),
+        v_bound,
     ] + verdicts
 
     out = {
@@ -247,9 +278,8 @@ def bridge_checks(key, problem, particles, weights, summary: dict, *, n: int = 1
         "endpoint_w2_squared": est.w2_squared, "endpoint_w2_noise": noise, "endpoint_w2_noise_sd": noise_sd,
         "endpoint_w2_estimator": est.estimator, "prior_w2_squared": prior_w2,
         "marginal_checks": marg,
-        "drift_bound": {"max_drift": max_drift, "L_star": l_star, "beta_L_star": beta * l_star,
-                        "holds": bool(max_drift <= beta * l_star * (1 + 1e-9))},
-        "ess": {"min": float(np.min(res.ess_min)), "mean": float(np.mean(res.ess_mean))},
+        "drift_bound": bound,
+        "ess": ess_summary(res),
         "verdicts": [v.as_dict() for v in verdicts],
     }
     ds = xr.Dataset(
@@ -257,7 +287,8 @@ def bridge_checks(key, problem, particles, weights, summary: dict, *, n: int = 1
          "bridge_paths": (("particle", "time", "w_dim"), bridge),
          "energy": (("particle",), res.energy),
          "ess_mean": (("step",), res.ess_mean), "ess_min": (("step",), res.ess_min),
-         "drift_max": (("step",), res.drift_max), "step_time": (("step",), res.grid[:-1])},
+         "drift_max": (("step",), res.drift_max), "drift_max_se": (("step",), res.drift_max_se),
+         "jackknife_fallback": (("step",), res.fallback), "step_time": (("step",), res.grid[:-1])},
         coords={"particle": np.arange(int(n)), "time": np.asarray(SAVE_TIMES), "w_dim": np.arange(d),
                 "step": np.arange(len(res.grid) - 1)})
     ds.attrs.update(drift=drift, beta=beta, tau=tau, description="bolt bridge: SDE paths from 0 under the "

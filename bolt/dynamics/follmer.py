@@ -31,9 +31,11 @@ from bolt._chunk import block_size, map_rows
 from bolt.errors import BoltError
 
 __all__ = ["Potential", "DriftEstimate", "problem_potential", "follmer_drift_potential", "follmer_drift_samples",
-           "value_function", "check_time"]
+           "value_function", "check_time", "JACKKNIFE_MIN_ESS"]
 
 Array = jax.Array
+#: Below this effective sample size the jackknifed drift keeps the plain self-normalised ratio.
+JACKKNIFE_MIN_ESS = 2.0
 
 
 class Potential(NamedTuple):
@@ -51,11 +53,14 @@ class DriftEstimate(NamedTuple):
       se: ``(n, d)`` its standard error (``Var_Q(h)/ESS`` for self-normalised importance sampling; 0 for
         the exact drift of a particle measure).
       ess: ``(n,)`` effective sample size ``1/Σω²`` of the weights behind each estimate.
+      fallback: ``(n,)`` bool: the jackknife was asked for but not applied, because ``ESS < min_ess``
+        (one draw carries the weight; the plain ratio is returned). ``None`` where no jackknife applies.
     """
 
     drift: Array
     se: Array
     ess: Array
+    fallback: Array | None = None
 
 
 def check_time(t, name: str = "t"):
@@ -90,7 +95,7 @@ def _map_blocks(fn, arrays: tuple, chunk: int):
 
 
 def follmer_drift_potential(key, W, t, potential: Potential, beta, tau, *, inner: int = 64, jackknife: bool = False,
-                            max_points: int = 1 << 16) -> DriftEstimate:
+                            min_ess: float = JACKKNIFE_MIN_ESS, max_points: int = 1 << 16) -> DriftEstimate:
     r"""Föllmer drift from the potential by self-normalised importance sampling.
 
     .. math:: b^*(w, t) \approx -\beta \sum_j \omega_j \nabla\Psi(Y_j),\quad
@@ -105,7 +110,12 @@ def follmer_drift_potential(key, W, t, potential: Potential, beta, tau, *, inner
       inner: draws ``Y_j`` per position (static).
       jackknife: remove the O(1/inner) bias of the self-normalised ratio by the jackknife,
         ``M b̂ − (M − 1) mean_j b̂_{−j}`` (bias O(1/inner²); the SDE uses it so that the control
-        energy is not inflated by the ratio's bias).
+        energy is not inflated by the ratio's bias). The leave-one-out ratios are exact even when one
+        draw carries all the weight (the top draw's is renormalised over the others in log space).
+      min_ess: rows whose weights have ``ESS < min_ess`` keep the plain ratio (``fallback``): when one draw
+        carries the weight, ``b̂ ≈ h_1`` and the extrapolation ``M b̂ − (M − 1) mean_j b̂_{−j}`` gives
+        ``h_1 + (1 − 1/M)(h_1 − h_2)`` (h_1, h_2 of the two best draws) — noise of the size of the spread of
+        ``h``, not the removal of an O(1/M) bias.
       max_points: at most this many ``Y`` rows are alive at once (positions are chunked).
 
     Returns:
@@ -141,14 +151,30 @@ def follmer_drift_potential(key, W, t, potential: Potential, beta, tau, *, inner
         wvar = jnp.einsum("cj,cjd->cd", om, (h - b[:, None, :]) ** 2)
         se = jnp.where((ess > 1.0 + 1e-9)[:, None], jnp.sqrt(wvar / jnp.maximum(ess - 1.0, 1e-9)[:, None]),
                        jnp.where(wvar > 0, jnp.inf, 0.0))
-        if jackknife and inner > 1:  # leave-one-out ratios (Σ_i≠j ω_i h_i)/(1 − ω_j)
-            rest = jnp.maximum(1.0 - om, jnp.finfo(W.dtype).tiny)[:, :, None]
-            loo = (b[:, None, :] - om[:, :, None] * h) / rest
-            b = inner * b - (inner - 1) * jnp.mean(loo, axis=1)
-        return b, se, ess
+        if not (jackknife and inner > 1):
+            return b, se, ess, jnp.zeros(ess.shape, bool)
+        loo = _leave_one_out(logw, om, b, h)
+        fallback = ess < min_ess
+        b = jnp.where(fallback[:, None], b, inner * b - (inner - 1) * jnp.mean(loo, axis=1))
+        return b, se, ess, fallback
 
-    b, se, ess = _map_blocks(block, (W, keys), max(1, max_points // inner))
-    return DriftEstimate(b, se, ess)
+    b, se, ess, fallback = _map_blocks(block, (W, keys), max(1, max_points // inner))
+    return DriftEstimate(b, se, ess, fallback if jackknife and inner > 1 else None)
+
+
+def _leave_one_out(logw, om, b, h):
+    """``(c, M, d)`` leave-one-out ratios ``b̂_{−j} = Σ_{i≠j} ω_i h_i / (1 − ω_j)``, exact at any weight gap.
+
+    Off the top draw ``ω_j ≤ ½``, so ``1 − ω_j ≥ ½`` and ``b − ω_j h_j`` lose nothing. For the top draw
+    ``1 − ω_j`` is the round-off of a difference of nearly equal numbers (0 once the log-weight gap
+    exceeds ~37): its ratio is the self-normalised mean over the other draws, a softmax of their
+    log-weights — no division by a vanishing remainder.
+    """
+    top = jax.nn.one_hot(jnp.argmax(logw, axis=1), logw.shape[1], dtype=bool)  # (c, M)
+    om_rest = jax.nn.softmax(jnp.where(top, -jnp.inf, logw), axis=1)
+    loo_top = jnp.einsum("cj,cjd->cd", om_rest, h)
+    rest = jnp.where(top, 1.0, 1.0 - om)[:, :, None]
+    return jnp.where(top[:, :, None], loo_top[:, None, :], (b[:, None, :] - om[:, :, None] * h) / rest)
 
 
 def follmer_drift_samples(W, t, particles, weights, tau, *, max_block: int = 1 << 22) -> DriftEstimate:

@@ -104,12 +104,14 @@ def init(key, n: int, d: int, tau, dtype=None) -> SGDState:
 
 
 def input_sampler(problem):
-    """``sample(key, B) -> (X (B, p), Y (B,))``: fresh draws of ``(X, f(X))`` under π.
+    """``sample(key, B) -> (X (B, p), Y (B,))``: fresh draws of ``(X, f(X))`` under π — the law of Ψ and R.
 
-    Gaussian inputs: ``X ~ N(0, I_p)`` and ``Y = f(X)`` exactly. A fixed sample or a data set: rows drawn
-    uniformly with replacement from ``(problem.X, problem.Y)`` (π is their empirical law).
+    Arcsine route (Gaussian inputs with closed forms): ``X ~ N(0, I_p)`` and ``Y = f(X)`` exactly. Expectation
+    route (a fixed sample, a data set, and Gaussian inputs without closed forms, whose π is the fixed sample
+    ``problem.X`` of ``input_samples`` draws): rows drawn uniformly with replacement from
+    ``(problem.X, problem.Y)``, so that SGD follows the same Ψ, R_N and R(µ*_t) as the solved µ*.
     """
-    if isinstance(problem.inputs, GaussianInputs):
+    if problem.route == "arcsine" and isinstance(problem.inputs, GaussianInputs):
         p = problem.p
 
         def sample(key, B):
@@ -339,18 +341,26 @@ def _mixture_grid_1d(y, a, t: float, tau: float, nodes: int = REFERENCE_NODES, p
     return x, (a[:, None] * (wz / wz.sum())[None, :]).reshape(-1)
 
 
-def reference_flow(key, problem, particles, weights, times, n: int = 4000) -> tuple[np.ndarray, np.ndarray, str]:
+def reference_flow(key, problem, particles, weights, times, n: int = 4000, *, exact: bool = False,
+                   ess: float | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     r"""``R(µ*_t)`` at ``times`` from the path measure, with its Monte Carlo standard error.
 
     ``µ*_t = Law(t W_1 + sqrt(τ t(1 − t)) ξ)``, ``W_1 ~ µ*`` (the weighted particles). In d = 1 the mixture
     density ``Σ_j a_j N(t y_j, τ t(1 − t))`` is put on a uniform grid of 2001 nodes (≥ 4 per standard
     deviation, 9 standard deviations beyond the support; the Riemann sum of a smooth Gaussian-tailed
     integrand is spectrally accurate), or, where that grid is too coarse, on the atoms times an 8-node
-    Gauss–Hermite rule, and ``R`` of that weighted set is computed exactly: standard error 0 (quadrature
-    error only). Otherwise ``n`` bridge
-    paths (:func:`~bolt.dynamics.path.bridge_paths_from_zero`) and at each time the U-statistic risk of the
-    draws with its influence-function standard error (:func:`~bolt.dynamics.costs.endpoint_risk`). Times
-    above 1 are held at ``t = 1`` (µ*_1 = µ*, the end of the flow).
+    Gauss–Hermite rule, and ``R`` of that weighted set is computed exactly (quadrature error only). That is
+    the risk of the flow of the particle set: when the particles are draws of µ* (a sampler's, ``exact=False``)
+    the standard error is theirs, from R's influence ``2Ψ̄_t(y) = 2E_ξ Ψ(t y + sqrt(τ t(1 − t)) ξ; µ*_t)``
+    (:func:`_particle_se_1d`); when they are µ* itself (a quadrature grid, ``exact=True``) it is 0. Otherwise
+    ``n`` bridge paths (:func:`~bolt.dynamics.path.bridge_paths_from_zero`) and at each time the U-statistic risk
+    of the draws with its influence-function standard error (:func:`~bolt.dynamics.costs.endpoint_risk`; the
+    paths' error only). Times above 1 are held at ``t = 1`` (µ*_1 = µ*, the end of the flow).
+
+    Args:
+      exact: the weighted particles are µ* (d = 1: standard error 0).
+      ess: effective sample size of the particles as draws of µ* (e.g. the run summary's ``ess``; MCMC draws
+        are correlated); default, and at most, ``1/Σ a_j²`` (independent draws).
 
     Returns:
       ``(risk (S,), se (S,), estimator)``.
@@ -362,15 +372,36 @@ def reference_flow(key, problem, particles, weights, times, n: int = 4000) -> tu
     uniq, inv = np.unique(t, return_inverse=True)
     P = np.asarray(particles, np.float64)
     a = np.full(len(P), 1.0 / len(P)) if weights is None else np.asarray(weights, np.float64)
+    a = a / a.sum()
     r, s = np.empty(len(uniq)), np.zeros(len(uniq))
     if problem.d == 1:
         risk = jax.jit(problem.risk)  # compiles once per node count (grid, Gauss–Hermite, atoms)
+        psi = jax.jit(problem.psi)
+        n_eff = 1.0 / np.sum(a * a) if ess is None or not np.isfinite(ess) else min(float(ess), 1.0 / np.sum(a * a))
         for j, tj in enumerate(uniq):
-            x, wx = _mixture_grid_1d(P[:, 0], a / a.sum(), float(tj), problem.tau)
+            x, wx = _mixture_grid_1d(P[:, 0], a, float(tj), problem.tau)
             r[j] = float(risk(jnp.asarray(x), jnp.asarray(wx)))
-        return r[inv], s[inv], "quadrature of the mixture density (grid or Gauss-Hermite, d = 1)"
+            if not exact:
+                s[j] = _particle_se_1d(psi, P[:, 0], a, float(tj), problem.tau, x, wx, n_eff)
+        how = "quadrature of the mixture density (grid or Gauss-Hermite, d = 1)"
+        return r[inv], s[inv], how + ("" if exact else "; SE: the particles' Monte Carlo error")
     paths, _ = bridge_paths_from_zero(key, jnp.asarray(P), jnp.asarray(a), uniq, problem.tau, int(n))
     paths = np.asarray(paths)
     for j in range(len(uniq)):
         r[j], s[j], _ = endpoint_risk(problem, paths[:, j])
     return r[inv], s[inv], f"U-statistic over {int(n)} bridge paths"
+
+
+def _particle_se_1d(psi, y, a, t: float, tau: float, x, wx, n_eff: float, order: int = 4) -> float:
+    """Standard error of ``R(µ_t)`` from the particles ``(y, a)`` of µ, ``µ_t`` on the quadrature ``(x, wx)``.
+
+    First order: ``R(µ_t) − R(µ*_t) ≈ Σ_j a_j φ(y_j) − E_{µ*} φ`` with ``φ(y) = 2 E_ξ Ψ(t y + sqrt(τ t(1 − t)) ξ; µ_t)``
+    (Ψ is half of R's first variation; ξ by an ``order``-node Gauss–Hermite rule, Ψ smooth); the variance is
+    the weighted variance of φ (reliability weights) over ``n_eff`` draws.
+    """
+    z, wz = np.polynomial.hermite_e.hermegauss(order)
+    pts = (t * y[:, None] + np.sqrt(tau * t * (1.0 - t)) * z[None, :]).reshape(-1, 1)
+    psi_pts = np.asarray(psi(jnp.asarray(pts), jnp.asarray(x), jnp.asarray(wx))).reshape(len(y), order)
+    phi = 2.0 * psi_pts @ (wz / wz.sum())
+    var = np.sum(a * (phi - a @ phi) ** 2) / max(1.0 - np.sum(a * a), 1e-300)
+    return float(np.sqrt(var / n_eff))

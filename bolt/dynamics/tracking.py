@@ -90,7 +90,8 @@ def dynamics_checks(key, problem, particles, weights, summary: dict, settings: d
     ks, _ = record_steps(n, records)
     times = ks * eta
     in_flow = times <= 1.0 + 1e-12  # the greedy dynamics and µ*_t live on [0, 1]
-    ref, ref_se, ref_how = reference_flow(keys[0], problem, Pk, wk, times, int(reference_samples))
+    ref, ref_se, ref_how = reference_flow(keys[0], problem, Pk, wk, times, int(reference_samples), exact=grid,
+                                          ess=summary.get("ess"))
     beta_f = beta * float(summary["free_energy"])
     beta_f_se = beta * float(summary.get("free_energy_se") or 0.0)
     out = {"settings": {**s, "records": len(ks), "greedy_steps": g_steps if kind != "sgd" else None,
