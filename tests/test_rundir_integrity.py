@@ -571,3 +571,28 @@ def test_a_full_disk_while_writing_bridge_nc_is_one_line_and_bridge_reruns(run, 
     assert r.stderr.count("bolt: error:") == 1 and "No space left on device" in r.stderr, r.stderr
     assert "bridge.nc" not in lines[1] and ".tmp" not in lines[1] and ".bolt.lock" not in lines[1], lines
     assert lines[2] == "rc=0" and "bridge.nc" in lines[3] and "bridge.json" in lines[3], r
+
+
+PAIR_COMMANDS = {"bridge": "bridge {d} --particles 64 --steps 8 --inner 8 --quiet",
+                 "dynamics": "dynamics {d} --kind sgd --particles 5 --steps 20 --records 4 --reference-samples 64 "
+                             "--quiet"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(NO_TMPFS is not None, reason=str(NO_TMPFS))
+@pytest.mark.parametrize("command", sorted(PAIR_COMMANDS))
+def test_a_full_disk_under_a_pair_command_is_one_line_and_it_reruns(run, tmp_path, command):
+    """bolt bridge and bolt dynamics on a disk with 16 kB left after the run's files (a pad file is removed
+    after the rest was filled): the .nc of the pair does not fit. One line, exit 1, nothing half-written and no
+    lock left; once the fill is removed the same command writes its pair."""
+    d, fs = tmp_path / "fs" / "run", tmp_path / "fs"
+    cmd = f"{sys.executable} -m bolt.cli " + PAIR_COMMANDS[command].format(d=d)
+    r = _in_small_fs(tmp_path, f"cp -r {run} {d} && dd if=/dev/zero of={fs}/pad bs=1k count=16 2>/dev/null && "
+                     f"(dd if=/dev/zero of={fs}/fill bs=1k 2>/dev/null; true) && rm {fs}/pad && {cmd}; "
+                     f"echo rc=$?; echo first: $(ls -A {d}); rm {fs}/fill && {cmd}; echo rc=$?; "
+                     f"echo second: $(ls -A {d})", size="4m")
+    lines = r.stdout.splitlines()
+    assert lines[0] == "rc=1" and "Segmentation" not in r.stderr and "Traceback" not in r.stderr, r
+    assert r.stderr.count("bolt: error:") == 1 and "No space left on device" in r.stderr, r.stderr
+    assert f"{command}.nc" not in lines[1] and ".tmp" not in lines[1] and ".bolt.lock" not in lines[1], lines
+    assert lines[2] == "rc=0" and f"{command}.nc" in lines[3] and f"{command}.json" in lines[3], r
