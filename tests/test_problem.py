@@ -415,3 +415,17 @@ def test_risk_at_prior_of_a_non_odd_unit_matches_the_closed_form():
     got = pb.risk_at_prior()
     assert_close_z(got, exact, se, 5.0, "R(gamma_tau) of a non-odd unit")
     assert abs(np.mean(np.exp(-tau * tau * sq)) - exact) > 20 * se  # power: τ² for τ is far outside
+
+
+@pytest.mark.parametrize("activation, inputs", [("erf", None), ("tanh", "sample"), ("erf_bias", None)])
+def test_score_is_the_gradient_of_the_log_density(activation, inputs):
+    """``score`` is ∇ ``log_density`` of Γ(µ) exactly (autodiff, rtol 1e-10), on both routes and for a biased
+    unit: MALA's Metropolis correction uses the log-density, so a wrong score (e.g. the prior's −w/(2τ) for −w/τ)
+    only slows its proposals, and the solvers' agreement with the grid sees it only through the control
+    variates and the stopping test, weakly."""
+    kw = {} if inputs is None else dict(inputs=SampleInputs(256), seed=3)
+    pb = make_problem(activation, TEACHER, beta=1.5, tau=0.4, **kw)
+    W, V = _points(30, 50), _points(31, 40)
+    fld = pb.field(V, np.full(40, 1.0 / 40))
+    want = jax.vmap(jax.grad(lambda w: pb.log_density(w[None, :], fld)[0]))(jnp.asarray(W))
+    np.testing.assert_allclose(pb.score(W, fld), want, rtol=1e-10, atol=1e-12)
