@@ -10,6 +10,7 @@ unset and the ``bolt`` command can apply ``BOLT_PLATFORM`` before JAX starts.
 
 from bolt._version import __version__
 from bolt.errors import BoltError, ConfigError, ResultsError
+from bolt.lazy import lazy_exports
 from bolt.solve import solve  # JAX-free until called
 
 _LAZY = {
@@ -28,15 +29,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'bolt' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

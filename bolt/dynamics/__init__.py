@@ -14,6 +14,8 @@ The names below are loaded on first use, so that registering ``bolt bridge`` and
 command line does not import JAX before ``BOLT_PLATFORM`` is applied.
 """
 
+from bolt.lazy import lazy_exports
+
 _LAZY = {
     "bolt.dynamics.costs": ("control_energy", "cost_J", "endpoint_risk"),
     "bolt.dynamics.follmer": ("DriftEstimate", "Potential", "follmer_drift_potential", "follmer_drift_samples",
@@ -25,23 +27,6 @@ _LAZY = {
     "bolt.dynamics.sgd": ("network_risk", "reference_flow", "run_greedy", "run_sgd"),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
+__all__ = [name for names in _LAZY.values() for name in names]
 
-__all__ = ["control_energy", "cost_J", "endpoint_risk", "DriftEstimate", "Potential", "follmer_drift_potential",
-           "follmer_drift_samples", "problem_potential", "value_function", "bridge_marginal_density",
-           "bridge_marginal_moments", "bridge_paths_from_zero", "brownian_bridge_paths", "SDEResult",
-           "function_drift", "potential_drift", "samples_drift", "simulate", "time_grid", "SchrodingerBridge",
-           "schrodinger_bridge", "sinkhorn_online", "network_risk", "reference_flow", "run_greedy", "run_sgd"]
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        import importlib
-
-        value = getattr(importlib.import_module(_WHERE[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'bolt.dynamics' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)
