@@ -101,7 +101,7 @@ def solve_mfld(key, problem: Problem, *, particles: int = 2000, step_size: float
         that the run ends at ``horizon`` (:func:`mfld_time_grid`; ``settings["step_size"]`` is the one used).
       horizon: total time T; the relaxation time of the linear part is 1, so T ≈ 10 is near stationarity.
       tolerance: significance level of the KSD test in the convergence check.
-      blocks: number of host-side blocks (trace points); steps per block = T/(h·blocks).
+      blocks: number of host-side blocks (trace points); steps per block ⌈T/(h·blocks)⌉ (:func:`mfld_time_grid`).
       refresh_steps: MALA steps per chain for the final exact draws of Γ(µ_K).
       devices: split the particles over this many devices (0: all of ``jax.devices()``; 1: no
         sharding); ``particles`` must be a multiple of the count.
